@@ -1,0 +1,380 @@
+//! The TOML config file: defaults, validation, and where the HSM PIN comes from.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config: {0}")]
+    Invalid(String),
+    #[error("HSM PIN: {0}")]
+    Pin(String),
+}
+
+/// The whole config file. Relative paths are resolved against the config file's folder.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub hsm: HsmConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    pub api: ApiConfig,
+    pub public: PublicConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Client certificate identities (subject CN) and their roles.
+    #[serde(default)]
+    pub access: Vec<AccessRule>,
+    /// Bearer tokens, stored as SHA-256 hex of the token, and their roles.
+    #[serde(default)]
+    pub tokens: Vec<TokenRule>,
+    /// Where the config was read from; relative paths are resolved against its folder.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HsmConfig {
+    /// Path of the PKCS#11 library.
+    pub module: PathBuf,
+    /// Label of the token that holds the issuer keys.
+    pub token_label: String,
+    /// File holding the user PIN (mode 0600 or 0640).
+    pub pin_file: Option<PathBuf>,
+    /// Name of an environment variable holding the PIN: for development only.
+    pub pin_env: Option<String>,
+    /// Number of PKCS#11 sessions kept open (the signing parallelism).
+    #[serde(default = "default_sessions")]
+    pub sessions: usize,
+    /// Extra environment for the module, set before it is loaded (e.g. `SOFTHSM2_CONF`).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+fn default_sessions() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() * 2)
+        .unwrap_or(4)
+        .clamp(2, 64)
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Folder of the sled database.
+    #[serde(default = "default_db_path")]
+    pub path: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            path: default_db_path(),
+        }
+    }
+}
+
+fn default_db_path() -> PathBuf {
+    PathBuf::from("/var/lib/pcad/db")
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    #[serde(default = "default_api_listen")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain of the API server.
+    pub cert: PathBuf,
+    /// PEM private key of the API server (must not be group/world readable).
+    pub key: PathBuf,
+    /// PEM trust anchors for client certificates.
+    pub client_ca: PathBuf,
+}
+
+fn default_api_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8443))
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicConfig {
+    #[serde(default = "default_public_listen")]
+    pub listen: SocketAddr,
+    /// Base URL written into certificates for CRL and OCSP, e.g. `http://pki.example.net`.
+    pub base_url: String,
+}
+
+fn default_public_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the Prometheus endpoint; absent turns it off.
+    #[serde(default = "default_metrics_listen")]
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: default_metrics_listen(),
+        }
+    }
+}
+
+fn default_metrics_listen() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug` or `trace`; `RUST_LOG` wins when set.
+    pub level: Option<String>,
+}
+
+/// A role of the seed: VIEWER reads, ADMIN does everything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+pub enum Role {
+    #[serde(rename = "VIEWER")]
+    Viewer,
+    #[serde(rename = "ADMIN")]
+    Admin,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRule {
+    /// Subject common name of the client certificate.
+    pub identity: String,
+    /// The appkey this role holds for, or `*` for every appkey.
+    pub appkey: String,
+    pub role: Role,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRule {
+    /// Identity recorded for requests made with this token.
+    pub identity: String,
+    /// Lowercase hex SHA-256 of the bearer token.
+    pub sha256: String,
+    pub appkey: String,
+    pub role: Role,
+}
+
+/// The HSM user PIN. Never printed: `Debug` and `Display` redact it.
+#[derive(Clone)]
+pub struct Pin(String);
+
+impl Pin {
+    pub fn new(pin: String) -> Pin {
+        Pin(pin)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Pin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pin(<redacted>)")
+    }
+}
+
+impl Config {
+    /// Reads, parses and checks a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path
+            .parent()
+            .map(Path::to_owned)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Config::parse(&text, &base).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses config text whose relative paths are relative to `base_dir`.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        config.base_dir = base_dir.to_owned();
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.hsm.token_label.is_empty() || self.hsm.token_label.len() > 32 {
+            return Err(ConfigError::Invalid(
+                "hsm.token_label must be 1 to 32 characters".into(),
+            ));
+        }
+        if self.hsm.sessions == 0 || self.hsm.sessions > 256 {
+            return Err(ConfigError::Invalid(
+                "hsm.sessions must be 1 to 256".into(),
+            ));
+        }
+        let url = &self.public.base_url;
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.ends_with('/') {
+            return Err(ConfigError::Invalid(
+                "public.base_url must start with http:// or https:// and not end with /".into(),
+            ));
+        }
+        for t in &self.tokens {
+            if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ConfigError::Invalid(format!(
+                    "tokens: sha256 of {} must be 64 hex digits",
+                    t.identity
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A path from the config, resolved against the config file's folder.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    /// The HSM PIN, from (in order) `hsm.pin_file`, `$CREDENTIALS_DIRECTORY/hsm-pin` (systemd
+    /// `LoadCredential=`), or the environment variable named by `hsm.pin_env`.
+    pub fn pin(&self) -> Result<Pin, ConfigError> {
+        if let Some(file) = &self.hsm.pin_file {
+            return read_pin_file(&self.resolve(file));
+        }
+        if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+            let file = Path::new(&dir).join("hsm-pin");
+            if file.exists() {
+                return read_pin_file(&file);
+            }
+        }
+        if let Some(var) = &self.hsm.pin_env {
+            return match std::env::var(var) {
+                Ok(pin) if !pin.is_empty() => Ok(Pin(pin)),
+                _ => Err(ConfigError::Pin(format!("environment variable {var} is not set"))),
+            };
+        }
+        Err(ConfigError::Pin(
+            "no PIN source: set hsm.pin_file, or provide the systemd credential hsm-pin".into(),
+        ))
+    }
+
+    /// The role `identity` holds for `appkey` through a client certificate, if any.
+    pub fn role_for_identity(&self, identity: &str, appkey: &str) -> Option<Role> {
+        self.access
+            .iter()
+            .filter(|r| r.identity == identity && (r.appkey == "*" || r.appkey == appkey))
+            .map(|r| r.role)
+            .max()
+    }
+}
+
+fn read_pin_file(path: &Path) -> Result<Pin, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ConfigError::Pin(format!("cannot read {}: {e}", path.display())))?;
+    if meta.permissions().mode() & 0o007 != 0 {
+        return Err(ConfigError::Pin(format!(
+            "{} is readable by others: chmod 0600 (or 0640) it",
+            path.display()
+        )));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::Pin(format!("cannot read {}: {e}", path.display())))?;
+    let pin = text.trim_end_matches(['\n', '\r']).to_owned();
+    if pin.is_empty() {
+        return Err(ConfigError::Pin(format!("{} is empty", path.display())));
+    }
+    Ok(Pin(pin))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[hsm]
+module = "/usr/lib/softhsm/libsofthsm2.so"
+token_label = "pcad"
+pin_file = "hsm-pin"
+[api]
+cert = "tls/server.pem"
+key = "tls/server.key"
+client_ca = "tls/ca.pem"
+[public]
+base_url = "http://127.0.0.1:8080"
+[[access]]
+identity = "ops-admin"
+appkey = "*"
+role = "ADMIN"
+[[access]]
+identity = "auditor"
+appkey = "k1"
+role = "VIEWER"
+"#;
+
+    #[test]
+    fn minimal_config_and_roles() {
+        let c = Config::parse(MINIMAL, Path::new("/etc/pcad")).unwrap();
+        assert_eq!(c.api.listen.port(), 8443);
+        assert_eq!(c.resolve(Path::new("hsm-pin")), Path::new("/etc/pcad/hsm-pin"));
+        assert_eq!(c.role_for_identity("ops-admin", "x"), Some(Role::Admin));
+        assert_eq!(c.role_for_identity("auditor", "k1"), Some(Role::Viewer));
+        assert_eq!(c.role_for_identity("auditor", "k2"), None);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let text = MINIMAL.replace("[public]", "[public]\nbase_ur = 1");
+        assert!(Config::parse(&text, Path::new("/")).is_err());
+    }
+
+    #[test]
+    fn pin_file_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let pin = dir.path().join("hsm-pin");
+        std::fs::write(&pin, "1234\n").unwrap();
+        std::fs::set_permissions(&pin, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let c = Config::parse(MINIMAL, dir.path()).unwrap();
+        let err = c.pin().unwrap_err().to_string();
+        assert!(err.contains("readable by others"), "{err}");
+        assert!(!err.contains("1234"));
+        std::fs::set_permissions(&pin, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(c.pin().unwrap().expose(), "1234");
+        assert_eq!(format!("{:?}", c.pin().unwrap()), "Pin(<redacted>)");
+    }
+}

@@ -1,0 +1,14 @@
+//! pcad: a hardware-backed private certificate authority serving the NHN Cloud Private CA API v2.0.
+//!
+//! Issuer keys live in an HSM reached through PKCS#11 (`hsm`); certificates, CRLs and OCSP
+//! responses are laid out by `pki` and signed through the `pki::Signer` trait; metadata lives in
+//! sled (`store`); the CA domain is `ca`, revocation publishing `status`, HTTP `api` and `server`.
+
+pub mod api;
+pub mod ca;
+pub mod config;
+pub mod hsm;
+pub mod pki;
+pub mod server;
+pub mod status;
+pub mod store;

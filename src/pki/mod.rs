@@ -1,0 +1,25 @@
+//! X.509 and ASN.1 layouts: certificates, CSRs, CRLs, OCSP, names, extensions, software keys and
+//! their encodings. Pure: no I/O; signs through the `Signer` trait.
+
+pub mod alg;
+pub mod cert;
+pub mod crl;
+pub mod csr;
+pub mod keygen;
+pub mod ocsp;
+pub mod signer;
+
+pub use alg::{HashAlg, KeyAlgorithm, KeyFamily, SignatureAlgorithm};
+pub use signer::{SignError, Signer};
+
+/// Why a PKI structure could not be built or parsed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PkiError {
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    #[error("DER: {0}")]
+    Der(#[from] der::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
