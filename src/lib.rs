@@ -9,6 +9,7 @@ pub mod ca;
 pub mod config;
 pub mod hsm;
 pub mod pki;
+pub mod quickstart;
 pub mod server;
 pub mod status;
 pub mod store;

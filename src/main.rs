@@ -1,1 +1,65 @@
-fn main() {}
+//! The `pcad` command: parses the command line and calls into the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// pcad: a hardware-backed private certificate authority.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the daemon.
+    Serve {
+        #[arg(long, default_value = "/etc/pcad/pcad.toml")]
+        config: PathBuf,
+    },
+    /// Creates a SoftHSM token, demo TLS material and a config in DIR.
+    Quickstart {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 8443)]
+        api_port: u16,
+        #[arg(long, default_value_t = 8080)]
+        public_port: u16,
+        #[arg(long, default_value = "/usr/lib/softhsm/libsofthsm2.so")]
+        module: PathBuf,
+    },
+    /// Checks a config file, its TLS material and the HSM login.
+    CheckConfig {
+        #[arg(long, default_value = "/etc/pcad/pcad.toml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Serve { config } => pcad::server::serve(&config),
+        Command::Quickstart {
+            dir,
+            api_port,
+            public_port,
+            module,
+        } => pcad::quickstart::run(&pcad::quickstart::QuickstartOptions {
+            dir,
+            api_port,
+            public_port,
+            module,
+        })
+        .map(|text| println!("{text}")),
+        Command::CheckConfig { config } => pcad::server::check_config(&config).map(|text| println!("{text}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pcad: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

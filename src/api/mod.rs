@@ -1,1 +1,207 @@
-//! api
+//! HTTP: routing for both path editions, the envelope, request parsing, authentication and
+//! roles, and the handlers. Handlers return `Result<Reply, ApiError>`; only an `Authed` caller
+//! reaches a management handler.
+
+mod auth;
+mod body;
+mod error;
+mod handlers;
+pub mod route;
+mod views;
+
+pub use auth::{Authed, Peer};
+pub use error::ApiError;
+
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::ca::{Ca, CaError};
+use crate::config::Config;
+
+/// Request bodies above this are refused with 413.
+pub const BODY_LIMIT: usize = 1 << 20;
+
+/// Which listener a request came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// The mutual-TLS API listener: every route.
+    Api,
+    /// The plain-HTTP public listener: CRL downloads, OCSP and health only.
+    Public,
+}
+
+/// The HTTP application: shared by every connection of both listeners.
+#[derive(Clone)]
+pub struct Api {
+    pub ca: Ca,
+    /// Roles and tokens; replaced on SIGHUP.
+    pub access: Arc<RwLock<Arc<Config>>>,
+}
+
+/// A successful answer before it becomes a response.
+pub enum Reply {
+    /// `{"header": ..., "body": value}` with 200.
+    Json(Value),
+    /// Raw bytes with a content type and extra headers (downloads, CRLs, OCSP).
+    Raw {
+        status: StatusCode,
+        content_type: &'static str,
+        headers: Vec<(&'static str, String)>,
+        body: Bytes,
+    },
+}
+
+impl Api {
+    pub fn new(ca: Ca, config: Arc<Config>) -> Api {
+        Api {
+            ca,
+            access: Arc::new(RwLock::new(config)),
+        }
+    }
+
+    /// Answers one request. Never panics on client input; every error keeps the envelope.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: Arc<Peer>,
+        listener: Listener,
+    ) -> Response<Full<Bytes>> {
+        let (parts, body) = req.into_parts();
+        let result = self.dispatch(parts, body, &peer, listener).await;
+        match result {
+            Ok(reply) => into_response(reply),
+            Err(e) => error_response(e),
+        }
+    }
+
+    async fn dispatch(
+        &self,
+        parts: hyper::http::request::Parts,
+        body: Incoming,
+        peer: &Peer,
+        listener: Listener,
+    ) -> Result<Reply, ApiError> {
+        let path = parts.uri.path();
+        let matched = route::parse(path)?
+            .ok_or_else(|| ApiError::not_found(format!("no route {path}")))?;
+        if listener == Listener::Public && !matched.route.is_public(&parts.method) {
+            return Err(ApiError::not_found(format!(
+                "no route {path} on the public listener"
+            )));
+        }
+        let body = read_body(body, &parts.headers).await?;
+        let query = parts.uri.query().unwrap_or("").to_owned();
+        let caller = if matched.route.is_public(&parts.method) {
+            None
+        } else {
+            let config = self
+                .access
+                .read()
+                .map(|c| Arc::clone(&c))
+                .map_err(|_| ApiError::internal("access lock poisoned"))?;
+            Some(auth::authenticate(&config, &parts.headers, peer, &matched.appkey)?)
+        };
+        handlers::route(self, &parts.method, matched, caller, &query, &parts.headers, body).await
+    }
+
+    /// Runs blocking CA work (HSM, durable writes) off the async executor.
+    pub(crate) async fn blocking<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Ca) -> Result<T, CaError> + Send + 'static,
+    {
+        let ca = self.ca.clone();
+        tokio::task::spawn_blocking(move || f(&ca))
+            .await
+            .map_err(|e| ApiError::internal(format!("task failed: {e}")))?
+            .map_err(ApiError::from)
+    }
+}
+
+async fn read_body(body: Incoming, headers: &hyper::HeaderMap) -> Result<Bytes, ApiError> {
+    if let Some(len) = headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > BODY_LIMIT as u64 {
+            return Err(ApiError::too_large());
+        }
+    }
+    match Limited::new(body, BODY_LIMIT).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large()),
+        Err(e) => Err(ApiError::malformed(format!("body: could not be read ({e})"))),
+    }
+}
+
+fn into_response(reply: Reply) -> Response<Full<Bytes>> {
+    match reply {
+        Reply::Json(body) => envelope(StatusCode::OK, 0, "SUCCESS", body),
+        Reply::Raw {
+            status,
+            content_type,
+            headers,
+            body,
+        } => {
+            let mut r = Response::new(Full::new(body));
+            *r.status_mut() = status;
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            for (k, v) in headers {
+                if let Ok(v) = HeaderValue::from_str(&v) {
+                    r.headers_mut().insert(k, v);
+                }
+            }
+            r
+        }
+    }
+}
+
+/// The error envelope; never cacheable.
+pub fn error_response(e: ApiError) -> Response<Full<Bytes>> {
+    let mut r = envelope(e.status, e.code, &e.message, Value::Null);
+    r.headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-store"));
+    r
+}
+
+fn envelope(status: StatusCode, code: u32, message: &str, body: Value) -> Response<Full<Bytes>> {
+    let v = json!({
+        "header": {"resultCode": code, "resultMessage": message, "isSuccessful": code == 0},
+        "body": body,
+    });
+    let bytes = serde_json::to_vec(&v).unwrap_or_default();
+    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json;charset=UTF-8"),
+    );
+    r
+}
+
+/// The seed's `LocalDateTime` form in UTC: `2024-01-01 00:00:00`.
+pub fn timestamp(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+/// The seed's request date form: `2025-12-31T23:59:59`.
+pub fn date_form(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+/// Whether a method is one the route table knows at all.
+pub(crate) fn known_method(m: &Method) -> bool {
+    [Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::HEAD].contains(m)
+}

@@ -1,1 +1,105 @@
-//! store
+//! Everything sled: typed trees, id counters, indexes, and writes that are durable before the
+//! API answers.
+
+mod durable;
+mod records;
+mod trees;
+
+pub use records::{
+    CertRecord, CertType, CrlRecord, IssuerKey, Revocation, SerialRecord, StoreRecord,
+    TemplateRecord,
+};
+pub use trees::{CertFilter, Page};
+
+use std::path::Path;
+
+use durable::Syncer;
+
+/// The schema this binary reads and writes. A newer database refuses to open.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("database file sync: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("database record {0} is corrupt: {1}")]
+    Corrupt(String, String),
+    #[error("database schema version {found} is newer than this pcad understands ({supported}); upgrade pcad")]
+    NewerSchema { found: u32, supported: u32 },
+    /// A uniqueness rule of the data model was broken (duplicate name, reused serial).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("not found")]
+    NotFound,
+}
+
+/// The database: one sled instance with its trees.
+#[derive(Clone)]
+pub struct Db {
+    db: sled::Db,
+    trees: trees::Trees,
+    syncer: std::sync::Arc<Syncer>,
+}
+
+impl Db {
+    /// Opens (or creates) the database in `path` and checks its schema version.
+    pub fn open(path: &Path) -> Result<Db, StoreError> {
+        std::fs::create_dir_all(path)?;
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let trees = trees::Trees::open(&db)?;
+        let syncer = std::sync::Arc::new(Syncer::new(db.clone(), path));
+        let this = Db { db, trees, syncer };
+        this.check_schema()?;
+        Ok(this)
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        match self.trees.meta.get(b"schema_version")? {
+            None => {
+                self.trees
+                    .meta
+                    .insert(b"schema_version", &SCHEMA_VERSION.to_be_bytes())?;
+                self.durable()
+            }
+            Some(v) => {
+                let found = u32::from_be_bytes(v.as_ref().try_into().map_err(|_| {
+                    StoreError::Corrupt("meta/schema_version".into(), "bad length".into())
+                })?);
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema {
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Makes every write that happened before this call durable (sled flush plus fsync of its
+    /// files). Concurrent callers share one sync (group commit). Blocks.
+    pub fn durable(&self) -> Result<(), StoreError> {
+        self.syncer.sync()
+    }
+
+    /// A fresh id: positive, never repeated, even across crashes.
+    pub fn next_id(&self) -> Result<u64, StoreError> {
+        Ok(self.db.generate_id()? + 1)
+    }
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    // Serializing plain records (no maps with non-string keys) cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(what.to_owned(), e.to_string()))
+}

@@ -1,0 +1,233 @@
+//! One function per route. Each parses its input into checked parameters, runs the CA operation
+//! on a blocking thread, and shapes the answer.
+
+use bytes::Bytes;
+use hyper::{HeaderMap, Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::body::{self, IssuerBody, StoreBody};
+use super::error::ApiError;
+use super::route::{percent_decode, Matched, Route};
+use super::{views, Api, Authed, Reply};
+use crate::config::Role;
+use crate::store::CertFilter;
+
+/// Dispatches a matched route. `caller` is `Some` for every management route.
+pub(super) async fn route(
+    api: &Api,
+    method: &Method,
+    m: Matched,
+    caller: Option<Authed>,
+    query: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Reply, ApiError> {
+    let _ = headers;
+    if !super::known_method(method) {
+        return Err(ApiError::method_not_allowed());
+    }
+    let appkey = m.appkey.clone();
+    match (m.route, caller) {
+        (Route::Healthz, _) => Ok(health(api)),
+        (route, Some(who)) => management(api, method, route, who, query, body).await,
+        (route, None) => Err(ApiError::not_found(format!("route {route:?} is not built"))),
+    }
+    .map_err(|e| {
+        let _ = &appkey;
+        e
+    })
+}
+
+async fn management(
+    api: &Api,
+    method: &Method,
+    route: Route,
+    who: Authed,
+    query: &str,
+    body: Bytes,
+) -> Result<Reply, ApiError> {
+    let appkey = who.appkey.clone();
+    let q = Query::parse(query)?;
+    match (method.clone(), route) {
+        (Method::GET, Route::Stores) => {
+            let (page, size) = q.paging()?;
+            let search = q.get("search");
+            let p = api
+                .blocking(move |ca| ca.list_stores(&appkey, search.as_deref(), page, size))
+                .await?;
+            Ok(Reply::Json(views::page(&p, views::store)))
+        }
+        (Method::POST, Route::Stores) => {
+            who.require(Role::Admin)?;
+            let params = body::json::<StoreBody>(&body)?.check()?;
+            let s = api.blocking(move |ca| ca.create_store(&appkey, params)).await?;
+            Ok(Reply::Json(views::store(&s)))
+        }
+        (Method::GET, Route::Store(id)) => {
+            let s = api.blocking(move |ca| ca.store(&appkey, id)).await?;
+            Ok(Reply::Json(views::store(&s)))
+        }
+        (Method::PUT, Route::Store(id)) => {
+            who.require(Role::Admin)?;
+            // An unknown store answers 404 before the body is judged.
+            let k = appkey.clone();
+            api.blocking(move |ca| ca.store(&k, id)).await?;
+            let params = body::json::<StoreBody>(&body)?.check()?;
+            let s = api
+                .blocking(move |ca| ca.update_store(&appkey, id, params))
+                .await?;
+            Ok(Reply::Json(views::store(&s)))
+        }
+        (Method::DELETE, Route::Store(id)) => {
+            who.require(Role::Admin)?;
+            api.blocking(move |ca| ca.delete_store(&appkey, id)).await?;
+            Ok(Reply::Json(Value::Null))
+        }
+        (Method::GET, Route::Certs(store)) => {
+            let (page, size) = q.paging()?;
+            let search = q.get("search");
+            let filter = match q.get("type").as_deref() {
+                None | Some("all") => CertFilter::All,
+                Some("issuer") => CertFilter::Issuer,
+                Some("leaf") => CertFilter::Leaf,
+                Some(other) => {
+                    return Err(ApiError::malformed(format!(
+                        "type: unknown value {other:?}; must be all, issuer or leaf"
+                    )))
+                }
+            };
+            let p = api
+                .blocking(move |ca| {
+                    ca.store(&appkey, store)?;
+                    Ok(ca.db.list_certs(store, filter, search.as_deref(), page, size)?)
+                })
+                .await?;
+            Ok(Reply::Json(views::page(&p, views::cert)))
+        }
+        (Method::POST, Route::Certs(store)) => {
+            who.require(Role::Admin)?;
+            let k = appkey.clone();
+            api.blocking(move |ca| ca.store(&k, store)).await?;
+            let params = body::json::<IssuerBody>(&body)?.check()?;
+            let c = api
+                .blocking(move |ca| ca.create_issuer(&appkey, store, params))
+                .await?;
+            let chain = {
+                let c = c.clone();
+                api.blocking(move |ca| ca.chain(&c)).await?
+            };
+            Ok(Reply::Json(views::cert_detail(&c, &chain)))
+        }
+        (Method::GET, Route::Cert(store, id)) => {
+            let (c, chain) = api
+                .blocking(move |ca| {
+                    let c = ca.cert(&appkey, store, id)?;
+                    let chain = ca.chain(&c)?;
+                    Ok((c, chain))
+                })
+                .await?;
+            Ok(Reply::Json(views::cert_detail(&c, &chain)))
+        }
+        (Method::GET, Route::CertDownload(store, id)) => {
+            let c = api.blocking(move |ca| ca.cert(&appkey, store, id)).await?;
+            Ok(Reply::Raw {
+                status: StatusCode::OK,
+                content_type: "application/x-pem-file",
+                headers: vec![(
+                    "content-disposition",
+                    format!("attachment; filename={}.pem", download_name(&c.name)),
+                )],
+                body: Bytes::from(crate::pki::cert::to_pem(&c.der)),
+            })
+        }
+        (_, route) => {
+            let known = !matches!(route, Route::AuditEvents);
+            if known {
+                Err(ApiError::method_not_allowed())
+            } else {
+                Err(ApiError::not_found("no such route"))
+            }
+        }
+    }
+}
+
+fn health(api: &Api) -> Reply {
+    let up = api.ca.hsm.is_up();
+    let body = json!({"hsm": if up { "up" } else { "down" }, "status": if up { "ok" } else { "degraded" }});
+    Reply::Raw {
+        status: if up {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        content_type: "application/json",
+        headers: vec![("cache-control", "no-store".into())],
+        body: Bytes::from(body.to_string()),
+    }
+}
+
+/// A certificate name as a file name: path separators, quotes and control characters replaced.
+fn download_name(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_control() || "/\\\";".contains(c) {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if s.is_ascii() {
+        s
+    } else {
+        s.chars().map(|c| if c.is_ascii() { c } else { '_' }).collect()
+    }
+}
+
+/// A parsed query string.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(q: &str) -> Result<Query, ApiError> {
+        let mut out = Vec::new();
+        for pair in q.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let dec = |s: &str| {
+                percent_decode(&s.replace('+', " "))
+                    .ok_or_else(|| ApiError::malformed(format!("query: bad percent-encoding in {k}")))
+            };
+            out.push((dec(k)?, dec(v)?));
+        }
+        Ok(Query(out))
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// `page` (from 0, default 0) and `size` (1 to 1000, default 10).
+    fn paging(&self) -> Result<(u64, u64), ApiError> {
+        let num = |key: &str, default: u64| -> Result<u64, ApiError> {
+            match self.get(key) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<u64>()
+                    .map_err(|_| ApiError::malformed(format!("{key}: must be a whole number"))),
+            }
+        };
+        let page = num("page", 0)?;
+        let size = num("size", 10)?;
+        if !(1..=1000).contains(&size) {
+            return Err(ApiError::invalid("size: must be 1 to 1000"));
+        }
+        if page > 1_000_000_000 {
+            return Err(ApiError::invalid("page: must be 0 to 1000000000"));
+        }
+        Ok((page, size))
+    }
+}

@@ -1,0 +1,171 @@
+//! Routing for both path editions: `/v2.0/appkeys/{appkey}/ca-stores/{caStoreId}/...` and
+//! `/v2.0/appkeys/{appkey}/cas/{caId}/...`.
+
+use hyper::Method;
+
+use super::error::ApiError;
+
+/// A matched route, with its path parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    Healthz,
+    Stores,
+    Store(u64),
+    Certs(u64),
+    Cert(u64, u64),
+    CertDownload(u64, u64),
+    CertRevoke(u64, u64),
+    Crl(u64, u64),
+    CrlDer(u64, u64),
+    CrlPem(u64, u64),
+    Templates(u64),
+    Template(u64, u64),
+    TemplateIssue(u64, u64),
+    /// POST `.../ocsp`.
+    Ocsp(u64),
+    /// GET `.../ocsp/{request}`: the raw (still percent-encoded) rest of the path.
+    OcspGet(u64, String),
+    AuditEvents,
+}
+
+impl Route {
+    /// Public routes need no identity (RFC 5019: relying parties must not need TLS).
+    pub fn is_public(&self, method: &Method) -> bool {
+        match self {
+            Route::Healthz | Route::CrlDer(..) | Route::CrlPem(..) | Route::OcspGet(..) => true,
+            Route::Ocsp(_) => method == Method::POST,
+            _ => false,
+        }
+    }
+}
+
+/// A route with the appkey it was asked under.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Matched {
+    pub appkey: String,
+    pub route: Route,
+}
+
+/// Matches a request path (without query). `None` means no such route (404).
+pub fn parse(path: &str) -> Result<Option<Matched>, ApiError> {
+    if path == "/healthz" {
+        return Ok(Some(Matched {
+            appkey: String::new(),
+            route: Route::Healthz,
+        }));
+    }
+    let Some(rest) = path.strip_prefix("/v2.0/appkeys/") else {
+        return Ok(None);
+    };
+    let (appkey, rest) = match rest.split_once('/') {
+        Some((a, r)) => (a, r),
+        None => return Ok(None),
+    };
+    let appkey = percent_decode(appkey).ok_or_else(|| ApiError::malformed("appkey: bad percent-encoding"))?;
+    if appkey.is_empty() {
+        return Ok(None);
+    }
+    if rest == "audit-events" {
+        return Ok(Some(Matched {
+            appkey,
+            route: Route::AuditEvents,
+        }));
+    }
+    let (edition, rest) = rest.split_once('/').unwrap_or((rest, ""));
+    let id_name = match edition {
+        "ca-stores" => "caStoreId",
+        "cas" => "caId",
+        _ => return Ok(None),
+    };
+    if rest.is_empty() {
+        return Ok(Some(Matched {
+            appkey,
+            route: Route::Stores,
+        }));
+    }
+    let (store, rest) = rest.split_once('/').unwrap_or((rest, ""));
+    let store = id(id_name, store)?;
+    // The OCSP GET request may itself contain '/', so match it before splitting further.
+    if let Some(req) = rest.strip_prefix("ocsp/") {
+        return Ok(Some(Matched {
+            appkey,
+            route: Route::OcspGet(store, req.to_owned()),
+        }));
+    }
+    let parts: Vec<&str> = if rest.is_empty() {
+        vec![]
+    } else {
+        rest.split('/').collect()
+    };
+    let route = match parts.as_slice() {
+        [] => Route::Store(store),
+        ["certs"] => Route::Certs(store),
+        ["certs", c] => Route::Cert(store, id("certId", c)?),
+        ["certs", c, "download"] => Route::CertDownload(store, id("certId", c)?),
+        ["certs", c, "revoke"] => Route::CertRevoke(store, id("certId", c)?),
+        ["certs", c, "crl"] => Route::Crl(store, id("issuerCertId", c)?),
+        ["certs", c, "crl", "der"] => Route::CrlDer(store, id("issuerCertId", c)?),
+        ["certs", c, "crl", "pem"] => Route::CrlPem(store, id("issuerCertId", c)?),
+        ["templates"] => Route::Templates(store),
+        ["templates", t] => Route::Template(store, id("templateId", t)?),
+        ["templates", t, "certificates"] => Route::TemplateIssue(store, id("templateId", t)?),
+        ["ocsp"] => Route::Ocsp(store),
+        _ => return Ok(None),
+    };
+    Ok(Some(Matched { appkey, route }))
+}
+
+fn id(name: &str, s: &str) -> Result<u64, ApiError> {
+    match s.parse::<u64>() {
+        Ok(v) if v > 0 && s.bytes().all(|b| b.is_ascii_digit()) => Ok(v),
+        _ => Err(ApiError::malformed(format!(
+            "{name}: must be a positive integer, got {:?}",
+            s.chars().take(32).collect::<String>()
+        ))),
+    }
+}
+
+/// Decodes `%XX` escapes; `None` for bad escapes or non-UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(p: &str) -> Option<Route> {
+        parse(p).unwrap().map(|m| m.route)
+    }
+
+    #[test]
+    fn both_editions() {
+        assert_eq!(r("/v2.0/appkeys/k/ca-stores"), Some(Route::Stores));
+        assert_eq!(r("/v2.0/appkeys/k/ca-stores/7"), Some(Route::Store(7)));
+        assert_eq!(r("/v2.0/appkeys/k/cas/7/certs/3"), Some(Route::Cert(7, 3)));
+        assert_eq!(r("/v2.0/appkeys/k/cas/7/certs/3/crl/der"), Some(Route::CrlDer(7, 3)));
+        assert_eq!(
+            r("/v2.0/appkeys/k/ca-stores/7/ocsp/MEow/SD+x%3D"),
+            Some(Route::OcspGet(7, "MEow/SD+x%3D".into()))
+        );
+        assert_eq!(r("/v2.0/appkeys/k/ca-stores/7/templates/2/certificates"), Some(Route::TemplateIssue(7, 2)));
+        assert_eq!(r("/v2.0/appkeys/k/other"), None);
+        assert_eq!(r("/nope"), None);
+        assert!(parse("/v2.0/appkeys/k/ca-stores/abc").is_err());
+        assert!(parse("/v2.0/appkeys/k/ca-stores/0").is_err());
+        assert!(parse("/v2.0/appkeys/k/ca-stores/+5").is_err());
+    }
+}

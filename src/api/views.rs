@@ -1,0 +1,137 @@
+//! The JSON shapes of API.md's resources.
+
+use serde_json::{json, Value};
+
+use super::timestamp;
+use crate::ca::{hex, now};
+use crate::pki::cert;
+use crate::store::{CertRecord, CertType, Page, StoreRecord, TemplateRecord};
+
+pub fn page<T>(p: &Page<T>, item: impl Fn(&T) -> Value) -> Value {
+    json!({
+        "totalCount": p.total_count,
+        "page": p.page,
+        "size": p.size,
+        "items": p.items.iter().map(item).collect::<Vec<_>>(),
+    })
+}
+
+pub fn store(s: &StoreRecord) -> Value {
+    json!({
+        "caStoreId": s.id,
+        "name": s.name,
+        "description": s.description,
+        "crlActive": s.crl_active,
+        "crlRefreshPeriod": s.crl_refresh_period,
+        "ocspActive": s.ocsp_active,
+        "ocspRefreshPeriod": s.ocsp_refresh_period,
+        "createdAt": timestamp(s.created_at),
+        "updatedAt": timestamp(s.updated_at),
+    })
+}
+
+/// VALID, REVOKED, or EXPIRED (derived from notAfter).
+pub fn status(c: &CertRecord) -> &'static str {
+    if c.revocation.is_some() {
+        "REVOKED"
+    } else if c.not_after <= now() {
+        "EXPIRED"
+    } else {
+        "VALID"
+    }
+}
+
+pub fn cert(c: &CertRecord) -> Value {
+    let ty = match c.cert_type {
+        CertType::Root => "ROOT",
+        CertType::Intermediate => "INTERMEDIATE",
+        CertType::Leaf => "LEAF",
+    };
+    let signature_algorithm = c
+        .issuer_key
+        .as_ref()
+        .map(|k| k.signature_algorithm)
+        .unwrap_or(c.signature_algorithm);
+    json!({
+        "certId": c.id,
+        "caStoreId": c.store_id,
+        "name": c.name,
+        "description": c.description,
+        "certificateType": ty,
+        "parentCertId": c.parent_cert_id,
+        "templateId": c.template_id,
+        "commonName": c.common_name,
+        "subject": c.subject,
+        "issuer": c.issuer,
+        "serialNumber": hex(&c.serial),
+        "notBefore": timestamp(c.not_before),
+        "notAfter": timestamp(c.not_after),
+        "status": status(c),
+        "revokedAt": c.revocation.map(|r| timestamp(r.at)),
+        "revocationReason": c.revocation.map(|r| r.reason),
+        "keyInfo": {"algorithm": c.key_algorithm.api_name(), "keySize": c.key_algorithm.key_size()},
+        "signatureAlgorithm": signature_algorithm.api_name(),
+        "maxDepth": c.issuer_key.as_ref().map(|k| k.max_depth),
+        "sans": c.sans.dns,
+        "ipSans": c.sans.ip.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+        "urlSans": c.sans.uri,
+        "crlUrl": c.crl_url,
+        "ocspUrl": c.ocsp_url,
+        "createdAt": timestamp(c.created_at),
+    })
+}
+
+pub fn cert_detail(c: &CertRecord, chain: &[CertRecord]) -> Value {
+    let mut v = cert(c);
+    v["certificatePem"] = json!(cert::to_pem(&c.der));
+    v["caChainPem"] = json!(chain.iter().map(|c| cert::to_pem(&c.der)).collect::<String>());
+    v
+}
+
+pub fn template(t: &TemplateRecord) -> Value {
+    json!({
+        "templateId": t.id,
+        "caStoreId": t.store_id,
+        "name": t.name,
+        "description": t.description,
+        "parentCertId": t.parent_cert_id,
+        "maxTTL": t.max_ttl,
+        "maxSpecificDate": t.max_specific_date.map(super::date_form),
+        "backDateValidation": t.back_date_validation,
+        "allowIpSans": t.allow_ip_sans,
+        "urlSansWhitelist": t.url_sans_whitelist,
+        "otherSansWhitelist": t.other_sans_whitelist.iter().map(oid_info).collect::<Vec<_>>(),
+        "storeInServer": t.store_in_server,
+        "basicConstraintsValidForNonCa": t.basic_constraints_valid_for_non_ca,
+        "useCsrCommonName": t.use_csr_common_name,
+        "useCsrSans": t.use_csr_sans,
+        "keyInfo": {"algorithm": t.key_algorithm_name, "keySize": t.key_algorithm.key_size()},
+        "signatureBits": t.signature_bits,
+        "keyUsage": t.key_usage,
+        "extendedKeyUsage": t.extended_key_usage,
+        "extendedKeyUsageOids": t.extended_key_usage_oids,
+        "policies": t.policies,
+        "subjectInfo": subject_info(&t.subject_info),
+        "useCsrOtherFields": t.use_csr_other_fields,
+        "otherFields": t.other_fields.iter().map(oid_info).collect::<Vec<_>>(),
+        "createdAt": timestamp(t.created_at),
+        "updatedAt": timestamp(t.updated_at),
+    })
+}
+
+fn oid_info(o: &cert::OidValue) -> Value {
+    json!({"oid": o.oid.to_string(), "type": o.kind, "value": o.value})
+}
+
+fn subject_info(s: &cert::SubjectInfo) -> Value {
+    json!({
+        "serialNumber": s.serial_number,
+        "country": s.country,
+        "stateOrProvince": s.state_or_province,
+        "locality": s.locality,
+        "streetAddress": s.street_address,
+        "postalCode": s.postal_code,
+        "organization": s.organization,
+        "organizationalUnit": s.organizational_unit,
+    })
+}

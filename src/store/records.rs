@@ -1,0 +1,161 @@
+//! The records kept in the trees. Every record carries its appkey; lookups check it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::pki::cert::{ExtendedKeyUsage, KeyUsage, OidValue, Sans, SubjectInfo};
+use crate::pki::crl::RevocationReason;
+use crate::pki::{KeyAlgorithm, SignatureAlgorithm};
+
+/// A CA store (the seed's "store"; `caId` in seed 004's edition).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StoreRecord {
+    pub id: u64,
+    pub appkey: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub crl_active: bool,
+    /// Days.
+    pub crl_refresh_period: u32,
+    pub ocsp_active: bool,
+    /// Hours.
+    pub ocsp_refresh_period: u32,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CertType {
+    Root,
+    Intermediate,
+    Leaf,
+}
+
+/// The HSM key of an issuer certificate and how it signs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IssuerKey {
+    /// CKA_ID of the key pair in the token, hex.
+    pub key_id: String,
+    pub key_algorithm: KeyAlgorithm,
+    /// The algorithm this issuer signs its certificates, CRLs and OCSP responses with.
+    pub signature_algorithm: SignatureAlgorithm,
+    /// -1 = unlimited.
+    pub max_depth: i32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// Unix seconds.
+    pub at: i64,
+    pub reason: RevocationReason,
+}
+
+/// A certificate the store keeps (issuers always; leaves when the template stores them).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CertRecord {
+    pub id: u64,
+    pub appkey: String,
+    pub store_id: u64,
+    pub name: String,
+    pub description: Option<String>,
+    pub cert_type: CertType,
+    pub parent_cert_id: Option<u64>,
+    pub template_id: Option<u64>,
+    #[serde(with = "b64")]
+    pub serial: Vec<u8>,
+    #[serde(with = "b64")]
+    pub der: Vec<u8>,
+    pub common_name: Option<String>,
+    pub subject: String,
+    pub issuer: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub key_algorithm: KeyAlgorithm,
+    /// The algorithm this certificate was signed with (for issuers: see `IssuerKey`).
+    pub signature_algorithm: SignatureAlgorithm,
+    pub issuer_key: Option<IssuerKey>,
+    pub sans: Sans,
+    pub crl_url: Option<String>,
+    pub ocsp_url: Option<String>,
+    pub revocation: Option<Revocation>,
+    pub created_at: i64,
+}
+
+impl CertRecord {
+    pub fn is_issuer(&self) -> bool {
+        self.issuer_key.is_some()
+    }
+}
+
+/// What revocation status needs of every certificate an issuer signed, stored or not.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SerialRecord {
+    pub store_id: u64,
+    pub issuer_id: u64,
+    #[serde(with = "b64")]
+    pub serial: Vec<u8>,
+    /// The certificate record, when the template stored it.
+    pub cert_id: Option<u64>,
+    pub not_after: i64,
+    pub revocation: Option<Revocation>,
+}
+
+/// A template: the seed's Create Template body, checked.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TemplateRecord {
+    pub id: u64,
+    pub appkey: String,
+    pub store_id: u64,
+    pub name: String,
+    pub description: Option<String>,
+    pub parent_cert_id: u64,
+    pub max_ttl: Option<u64>,
+    /// Unix seconds.
+    pub max_specific_date: Option<i64>,
+    pub back_date_validation: u64,
+    pub allow_ip_sans: bool,
+    pub url_sans_whitelist: Vec<String>,
+    pub other_sans_whitelist: Vec<OidValue>,
+    pub store_in_server: bool,
+    pub basic_constraints_valid_for_non_ca: bool,
+    pub use_csr_common_name: bool,
+    pub use_csr_sans: bool,
+    pub key_algorithm: KeyAlgorithm,
+    /// The keyInfo as given (`EC` or `ECDSA`), echoed back.
+    pub key_algorithm_name: String,
+    pub signature_bits: u32,
+    pub key_usage: Vec<KeyUsage>,
+    pub extended_key_usage: Vec<ExtendedKeyUsage>,
+    pub extended_key_usage_oids: Vec<String>,
+    pub policies: Vec<String>,
+    pub subject_info: SubjectInfo,
+    pub use_csr_other_fields: bool,
+    pub other_fields: Vec<OidValue>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The current CRL of an issuer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CrlRecord {
+    pub issuer_id: u64,
+    pub number: u64,
+    pub this_update: i64,
+    pub next_update: i64,
+}
+
+mod b64 {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,578 @@
+//! The trees and the typed operations on them. Keys are big-endian so ranges iterate in order.
+
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use super::records::{
+    CertRecord, CertType, CrlRecord, Revocation, SerialRecord, StoreRecord, TemplateRecord,
+};
+use super::{decode, encode, Db, StoreError};
+
+#[derive(Clone)]
+pub(super) struct Trees {
+    pub(super) meta: sled::Tree,
+    stores: sled::Tree,
+    store_names: sled::Tree,
+    certs: sled::Tree,
+    store_certs: sled::Tree,
+    serials: sled::Tree,
+    templates: sled::Tree,
+    store_templates: sled::Tree,
+    template_names: sled::Tree,
+    crls: sled::Tree,
+    blobs: sled::Tree,
+}
+
+impl Trees {
+    pub(super) fn open(db: &sled::Db) -> Result<Trees, StoreError> {
+        Ok(Trees {
+            meta: db.open_tree("meta")?,
+            stores: db.open_tree("stores")?,
+            store_names: db.open_tree("store_names")?,
+            certs: db.open_tree("certs")?,
+            store_certs: db.open_tree("store_certs")?,
+            serials: db.open_tree("serials")?,
+            templates: db.open_tree("templates")?,
+            store_templates: db.open_tree("store_templates")?,
+            template_names: db.open_tree("template_names")?,
+            crls: db.open_tree("crls")?,
+            blobs: db.open_tree("blobs")?,
+        })
+    }
+}
+
+/// One page of a list.
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    pub total_count: u64,
+    pub page: u64,
+    pub size: u64,
+    pub items: Vec<T>,
+}
+
+/// The seed's certificate list filter (`type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertFilter {
+    All,
+    Issuer,
+    Leaf,
+}
+
+fn two(a: u64, b: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&a.to_be_bytes());
+    k[8..].copy_from_slice(&b.to_be_bytes());
+    k
+}
+
+fn with_prefix(a: u64, rest: &[u8]) -> Vec<u8> {
+    let mut k = a.to_be_bytes().to_vec();
+    k.extend_from_slice(rest);
+    k
+}
+
+fn store_name_key(appkey: &str, name: &str) -> Vec<u8> {
+    let mut k = appkey.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+fn paginate<T>(items: Vec<T>, page: u64, size: u64) -> Page<T> {
+    let total_count = items.len() as u64;
+    let start = page.saturating_mul(size);
+    let items = items
+        .into_iter()
+        .skip(usize::try_from(start).unwrap_or(usize::MAX))
+        .take(usize::try_from(size).unwrap_or(usize::MAX))
+        .collect();
+    Page {
+        total_count,
+        page,
+        size,
+        items,
+    }
+}
+
+fn contains_ci(haystack: &str, needle: &str) -> bool {
+    haystack.to_lowercase().contains(&needle.to_lowercase())
+}
+
+fn tx_err(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => StoreError::Sled(e),
+    }
+}
+
+fn abort<T>(e: StoreError) -> Result<T, ConflictableTransactionError<StoreError>> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+impl Db {
+    // ---- stores ----
+
+    /// Inserts a new store; its name must be unique within the appkey.
+    pub fn insert_store(&self, rec: &StoreRecord) -> Result<(), StoreError> {
+        let t = &self.trees;
+        (&t.stores, &t.store_names)
+            .transaction(|(stores, names)| {
+                let nk = store_name_key(&rec.appkey, &rec.name);
+                if names.get(&nk)?.is_some() {
+                    return abort(StoreError::Conflict(format!(
+                        "name: a store named {:?} already exists",
+                        rec.name
+                    )));
+                }
+                names.insert(nk, &rec.id.to_be_bytes())?;
+                stores.insert(&rec.id.to_be_bytes(), encode(rec))?;
+                Ok(())
+            })
+            .map_err(tx_err)
+    }
+
+    /// Replaces a store record (PUT), keeping the name index right.
+    pub fn update_store(&self, old: &StoreRecord, new: &StoreRecord) -> Result<(), StoreError> {
+        let t = &self.trees;
+        (&t.stores, &t.store_names)
+            .transaction(|(stores, names)| {
+                if old.name != new.name {
+                    let nk = store_name_key(&new.appkey, &new.name);
+                    if names.get(&nk)?.is_some() {
+                        return abort(StoreError::Conflict(format!(
+                            "name: a store named {:?} already exists",
+                            new.name
+                        )));
+                    }
+                    names.remove(store_name_key(&old.appkey, &old.name))?;
+                    names.insert(nk, &new.id.to_be_bytes())?;
+                }
+                stores.insert(&new.id.to_be_bytes(), encode(new))?;
+                Ok(())
+            })
+            .map_err(tx_err)
+    }
+
+    /// The store `id` of `appkey`.
+    pub fn store(&self, appkey: &str, id: u64) -> Result<Option<StoreRecord>, StoreError> {
+        match self.trees.stores.get(id.to_be_bytes())? {
+            None => Ok(None),
+            Some(v) => {
+                let rec: StoreRecord = decode("store", &v)?;
+                Ok((rec.appkey == appkey).then_some(rec))
+            }
+        }
+    }
+
+    /// Every store of every appkey (for the schedulers).
+    pub fn all_stores(&self) -> Result<Vec<StoreRecord>, StoreError> {
+        self.trees
+            .stores
+            .iter()
+            .values()
+            .map(|v| decode("store", &v?))
+            .collect()
+    }
+
+    pub fn list_stores(
+        &self,
+        appkey: &str,
+        search: Option<&str>,
+        page: u64,
+        size: u64,
+    ) -> Result<Page<StoreRecord>, StoreError> {
+        let mut items = Vec::new();
+        for v in self.trees.stores.iter().values() {
+            let rec: StoreRecord = decode("store", &v?)?;
+            if rec.appkey != appkey {
+                continue;
+            }
+            if let Some(s) = search {
+                let desc = rec.description.as_deref().unwrap_or("");
+                if !contains_ci(&rec.name, s) && !contains_ci(desc, s) {
+                    continue;
+                }
+            }
+            items.push(rec);
+        }
+        Ok(paginate(items, page, size))
+    }
+
+    /// Removes a store and everything in it; returns its issuer certificates so that their HSM
+    /// keys can be destroyed. The store disappears atomically first; children follow.
+    pub fn delete_store(&self, rec: &StoreRecord) -> Result<Vec<CertRecord>, StoreError> {
+        let t = &self.trees;
+        (&t.stores, &t.store_names)
+            .transaction(|(stores, names)| {
+                stores.remove(&rec.id.to_be_bytes())?;
+                names.remove(store_name_key(&rec.appkey, &rec.name))?;
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        let mut issuers = Vec::new();
+        for kv in t.store_certs.scan_prefix(rec.id.to_be_bytes()) {
+            let (k, _) = kv?;
+            let id = &k[8..16];
+            if let Some(v) = t.certs.remove(id)? {
+                let cert: CertRecord = decode("cert", &v)?;
+                if cert.is_issuer() {
+                    for s in t.serials.scan_prefix(cert.id.to_be_bytes()).keys() {
+                        t.serials.remove(s?)?;
+                    }
+                    t.crls.remove(cert.id.to_be_bytes())?;
+                    issuers.push(cert);
+                }
+            }
+            t.store_certs.remove(k)?;
+        }
+        for kv in t.store_templates.scan_prefix(rec.id.to_be_bytes()) {
+            let (k, _) = kv?;
+            t.templates.remove(&k[8..16])?;
+            t.store_templates.remove(k)?;
+        }
+        for k in t.template_names.scan_prefix(rec.id.to_be_bytes()).keys() {
+            t.template_names.remove(k?)?;
+        }
+        for prefix in ["crl/", "ocsp/"] {
+            for k in t.blobs.scan_prefix(blob_store_prefix(prefix, rec.id)).keys() {
+                t.blobs.remove(k?)?;
+            }
+        }
+        Ok(issuers)
+    }
+
+    // ---- certificates ----
+
+    /// Records an issued certificate: its serial (unique per issuer) and, unless the template
+    /// keeps nothing, its record. Self-signed roots are their own issuer (`serial.issuer_id`).
+    pub fn insert_cert(
+        &self,
+        rec: Option<&CertRecord>,
+        serial: &SerialRecord,
+    ) -> Result<(), StoreError> {
+        let t = &self.trees;
+        (&t.certs, &t.store_certs, &t.serials)
+            .transaction(|(certs, store_certs, serials)| {
+                let sk = with_prefix(serial.issuer_id, &serial.serial);
+                if serials.get(&sk)?.is_some() {
+                    return abort(StoreError::Conflict("serial already used".into()));
+                }
+                serials.insert(sk, encode(serial))?;
+                if let Some(rec) = rec {
+                    certs.insert(&rec.id.to_be_bytes(), encode(rec))?;
+                    let kind: &[u8] = match rec.cert_type {
+                        CertType::Leaf => b"L",
+                        _ => b"I",
+                    };
+                    store_certs.insert(&two(rec.store_id, rec.id), kind)?;
+                }
+                Ok(())
+            })
+            .map_err(tx_err)
+    }
+
+    /// Whether `serial` was already used by `issuer_id`.
+    pub fn serial_used(&self, issuer_id: u64, serial: &[u8]) -> Result<bool, StoreError> {
+        Ok(self
+            .trees
+            .serials
+            .contains_key(with_prefix(issuer_id, serial))?)
+    }
+
+    /// The certificate `id` in store `store_id` of `appkey`.
+    pub fn cert(
+        &self,
+        appkey: &str,
+        store_id: u64,
+        id: u64,
+    ) -> Result<Option<CertRecord>, StoreError> {
+        match self.trees.certs.get(id.to_be_bytes())? {
+            None => Ok(None),
+            Some(v) => {
+                let rec: CertRecord = decode("cert", &v)?;
+                Ok((rec.appkey == appkey && rec.store_id == store_id).then_some(rec))
+            }
+        }
+    }
+
+    /// The certificates of a store, filtered and searched by common name.
+    pub fn list_certs(
+        &self,
+        store_id: u64,
+        filter: CertFilter,
+        search: Option<&str>,
+        page: u64,
+        size: u64,
+    ) -> Result<Page<CertRecord>, StoreError> {
+        let mut items = Vec::new();
+        for kv in self.trees.store_certs.scan_prefix(store_id.to_be_bytes()) {
+            let (k, kind) = kv?;
+            let wanted = match filter {
+                CertFilter::All => true,
+                CertFilter::Issuer => kind.as_ref() == b"I",
+                CertFilter::Leaf => kind.as_ref() == b"L",
+            };
+            if !wanted {
+                continue;
+            }
+            let Some(v) = self.trees.certs.get(&k[8..16])? else {
+                continue;
+            };
+            let rec: CertRecord = decode("cert", &v)?;
+            if let Some(s) = search {
+                if !contains_ci(rec.common_name.as_deref().unwrap_or(""), s) {
+                    continue;
+                }
+            }
+            items.push(rec);
+        }
+        Ok(paginate(items, page, size))
+    }
+
+    /// Every issuer certificate of a store.
+    pub fn issuers_of_store(&self, store_id: u64) -> Result<Vec<CertRecord>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.trees.store_certs.scan_prefix(store_id.to_be_bytes()) {
+            let (k, kind) = kv?;
+            if kind.as_ref() != b"I" {
+                continue;
+            }
+            if let Some(v) = self.trees.certs.get(&k[8..16])? {
+                out.push(decode("cert", &v)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records a revocation on the certificate and its serial record, atomically; a second
+    /// revocation is a conflict.
+    pub fn revoke(&self, cert: &CertRecord, revocation: Revocation) -> Result<CertRecord, StoreError> {
+        let issuer_id = cert.parent_cert_id.unwrap_or(cert.id);
+        let t = &self.trees;
+        (&t.certs, &t.serials)
+            .transaction(|(certs, serials)| {
+                let Some(v) = certs.get(cert.id.to_be_bytes())? else {
+                    return abort(StoreError::NotFound);
+                };
+                let mut rec: CertRecord = decode("cert", &v).map_err(ConflictableTransactionError::Abort)?;
+                if rec.revocation.is_some() {
+                    return abort(StoreError::Conflict("certificate is already revoked".into()));
+                }
+                rec.revocation = Some(revocation);
+                certs.insert(&rec.id.to_be_bytes(), encode(&rec))?;
+                let sk = with_prefix(issuer_id, &rec.serial);
+                if let Some(v) = serials.get(&sk)? {
+                    let mut s: SerialRecord =
+                        decode("serial", &v).map_err(ConflictableTransactionError::Abort)?;
+                    s.revocation = Some(revocation);
+                    serials.insert(sk, encode(&s))?;
+                }
+                Ok(rec)
+            })
+            .map_err(tx_err)
+    }
+
+    /// Every serial an issuer signed, in serial order.
+    pub fn serials_of_issuer(
+        &self,
+        issuer_id: u64,
+    ) -> impl Iterator<Item = Result<SerialRecord, StoreError>> {
+        self.trees
+            .serials
+            .scan_prefix(issuer_id.to_be_bytes())
+            .values()
+            .map(|v| decode("serial", &v?))
+    }
+
+    /// The serial record of one certificate of an issuer.
+    pub fn serial(&self, issuer_id: u64, serial: &[u8]) -> Result<Option<SerialRecord>, StoreError> {
+        self.trees
+            .serials
+            .get(with_prefix(issuer_id, serial))?
+            .map(|v| decode("serial", &v))
+            .transpose()
+    }
+
+    // ---- templates ----
+
+    /// Inserts a template; its name must be unique within the store.
+    pub fn insert_template(&self, rec: &TemplateRecord) -> Result<(), StoreError> {
+        self.put_template(None, rec)
+    }
+
+    /// Replaces a template (PUT), keeping the name index right.
+    pub fn update_template(
+        &self,
+        old: &TemplateRecord,
+        new: &TemplateRecord,
+    ) -> Result<(), StoreError> {
+        self.put_template(Some(old), new)
+    }
+
+    fn put_template(
+        &self,
+        old: Option<&TemplateRecord>,
+        rec: &TemplateRecord,
+    ) -> Result<(), StoreError> {
+        let t = &self.trees;
+        (&t.templates, &t.store_templates, &t.template_names)
+            .transaction(|(templates, store_templates, names)| {
+                if old.map(|o| o.name != rec.name).unwrap_or(true) {
+                    let nk = with_prefix(rec.store_id, rec.name.as_bytes());
+                    if names.get(&nk)?.is_some() {
+                        return abort(StoreError::Conflict(format!(
+                            "name: a template named {:?} already exists in this store",
+                            rec.name
+                        )));
+                    }
+                    if let Some(o) = old {
+                        names.remove(with_prefix(o.store_id, o.name.as_bytes()))?;
+                    }
+                    names.insert(nk, &rec.id.to_be_bytes())?;
+                }
+                templates.insert(&rec.id.to_be_bytes(), encode(rec))?;
+                store_templates.insert(&two(rec.store_id, rec.id), &[])?;
+                Ok(())
+            })
+            .map_err(tx_err)
+    }
+
+    pub fn template(
+        &self,
+        appkey: &str,
+        store_id: u64,
+        id: u64,
+    ) -> Result<Option<TemplateRecord>, StoreError> {
+        match self.trees.templates.get(id.to_be_bytes())? {
+            None => Ok(None),
+            Some(v) => {
+                let rec: TemplateRecord = decode("template", &v)?;
+                Ok((rec.appkey == appkey && rec.store_id == store_id).then_some(rec))
+            }
+        }
+    }
+
+    pub fn list_templates(
+        &self,
+        store_id: u64,
+        search: Option<&str>,
+        page: u64,
+        size: u64,
+    ) -> Result<Page<TemplateRecord>, StoreError> {
+        let mut items = Vec::new();
+        for k in self.trees.store_templates.scan_prefix(store_id.to_be_bytes()).keys() {
+            let k = k?;
+            let Some(v) = self.trees.templates.get(&k[8..16])? else {
+                continue;
+            };
+            let rec: TemplateRecord = decode("template", &v)?;
+            if search.is_some_and(|s| !contains_ci(&rec.name, s)) {
+                continue;
+            }
+            items.push(rec);
+        }
+        Ok(paginate(items, page, size))
+    }
+
+    pub fn delete_template(&self, rec: &TemplateRecord) -> Result<(), StoreError> {
+        let t = &self.trees;
+        (&t.templates, &t.store_templates, &t.template_names)
+            .transaction(|(templates, store_templates, names)| {
+                templates.remove(&rec.id.to_be_bytes())?;
+                store_templates.remove(&two(rec.store_id, rec.id))?;
+                names.remove(with_prefix(rec.store_id, rec.name.as_bytes()))?;
+                Ok(())
+            })
+            .map_err(tx_err)
+    }
+
+    // ---- CRLs and signed blobs ----
+
+    /// The current CRL record of an issuer.
+    pub fn crl(&self, issuer_id: u64) -> Result<Option<CrlRecord>, StoreError> {
+        self.trees
+            .crls
+            .get(issuer_id.to_be_bytes())?
+            .map(|v| decode("crl", &v))
+            .transpose()
+    }
+
+    /// Reserves the next CRL number of an issuer (persisted before the CRL is signed, so a
+    /// number is never reused even if signing or the process fails).
+    pub fn next_crl_number(&self, issuer_id: u64) -> Result<u64, StoreError> {
+        let key = [b"crlnum/".as_slice(), &issuer_id.to_be_bytes()].concat();
+        let v = self.trees.meta.update_and_fetch(key, |old| {
+            let n = old
+                .and_then(|o| o.try_into().ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            Some((n + 1).to_be_bytes().to_vec())
+        })?;
+        let n = v
+            .and_then(|v| v.as_ref().try_into().ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(1);
+        self.durable()?;
+        Ok(n)
+    }
+
+    /// Stores the current CRL of an issuer with its DER.
+    pub fn put_crl(&self, store_id: u64, rec: &CrlRecord, der: &[u8]) -> Result<(), StoreError> {
+        let t = &self.trees;
+        (&t.crls, &t.blobs)
+            .transaction(|(crls, blobs)| {
+                crls.insert(&rec.issuer_id.to_be_bytes(), encode(rec))?;
+                blobs.insert(blob_key("crl/", store_id, rec.issuer_id), der)?;
+                Ok(())
+            })
+            .map_err(tx_err)
+    }
+
+    /// The DER of an issuer's current CRL.
+    pub fn crl_der(&self, store_id: u64, issuer_id: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .trees
+            .blobs
+            .get(blob_key("crl/", store_id, issuer_id))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Stores an opaque signed blob of an issuer (e.g. its pre-signed OCSP responses).
+    pub fn put_blob(
+        &self,
+        kind: &str,
+        store_id: u64,
+        issuer_id: u64,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        self.trees
+            .blobs
+            .insert(blob_key(kind, store_id, issuer_id), bytes)?;
+        Ok(())
+    }
+
+    pub fn blob(
+        &self,
+        kind: &str,
+        store_id: u64,
+        issuer_id: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .trees
+            .blobs
+            .get(blob_key(kind, store_id, issuer_id))?
+            .map(|v| v.to_vec()))
+    }
+}
+
+fn blob_store_prefix(kind: &str, store_id: u64) -> Vec<u8> {
+    let mut k = kind.as_bytes().to_vec();
+    k.extend_from_slice(&store_id.to_be_bytes());
+    k
+}
+
+fn blob_key(kind: &str, store_id: u64, issuer_id: u64) -> Vec<u8> {
+    let mut k = blob_store_prefix(kind, store_id);
+    k.extend_from_slice(&issuer_id.to_be_bytes());
+    k
+}
