@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::body::{self, IssuerBody, StoreBody};
 use super::error::ApiError;
+use super::leaf_body::{Format, KeyFormat, LeafBody, LeafRequest, RevokeBody, TemplateBody};
 use super::route::{percent_decode, Matched, Route};
 use super::{views, Api, Authed, Reply};
 use crate::config::Role;
@@ -140,6 +141,70 @@ async fn management(
                 body: Bytes::from(crate::pki::cert::to_pem(&c.der)),
             })
         }
+        (Method::POST, Route::CertRevoke(store, id)) => {
+            who.require(Role::Admin)?;
+            let k = appkey.clone();
+            api.blocking(move |ca| ca.cert(&k, store, id)).await?;
+            let reason = RevokeBody::reason(&body)?;
+            let c = api
+                .blocking(move |ca| ca.revoke(&appkey, store, id, reason))
+                .await?;
+            Ok(Reply::Json(views::cert(&c)))
+        }
+        (Method::GET, Route::Templates(store)) => {
+            let (page, size) = q.paging()?;
+            let search = q.get("search");
+            let p = api
+                .blocking(move |ca| ca.list_templates(&appkey, store, search.as_deref(), page, size))
+                .await?;
+            Ok(Reply::Json(views::page(&p, views::template)))
+        }
+        (Method::POST, Route::Templates(store)) => {
+            who.require(Role::Admin)?;
+            let k = appkey.clone();
+            api.blocking(move |ca| ca.store(&k, store)).await?;
+            let params = body::json::<TemplateBody>(&body)?.check()?;
+            let t = api
+                .blocking(move |ca| ca.create_template(&appkey, store, params))
+                .await?;
+            Ok(Reply::Json(views::template(&t)))
+        }
+        (Method::GET, Route::Template(store, id)) => {
+            let t = api.blocking(move |ca| ca.template(&appkey, store, id)).await?;
+            Ok(Reply::Json(views::template(&t)))
+        }
+        (Method::PUT, Route::Template(store, id)) => {
+            who.require(Role::Admin)?;
+            let k = appkey.clone();
+            api.blocking(move |ca| ca.template(&k, store, id)).await?;
+            let params = body::json::<TemplateBody>(&body)?.check()?;
+            let t = api
+                .blocking(move |ca| ca.update_template(&appkey, store, id, params))
+                .await?;
+            Ok(Reply::Json(views::template(&t)))
+        }
+        (Method::DELETE, Route::Template(store, id)) => {
+            who.require(Role::Admin)?;
+            api.blocking(move |ca| ca.delete_template(&appkey, store, id))
+                .await?;
+            Ok(Reply::Json(Value::Null))
+        }
+        (Method::POST, Route::TemplateIssue(store, id)) => {
+            who.require(Role::Admin)?;
+            let k = appkey.clone();
+            api.blocking(move |ca| ca.template(&k, store, id)).await?;
+            let req = body::json::<LeafBody>(&body)?.check()?;
+            let LeafRequest {
+                params,
+                format,
+                key_format,
+                remove_roots_from_chain,
+            } = req;
+            let leaf = api
+                .blocking(move |ca| ca.issue_leaf(&appkey, store, id, params))
+                .await?;
+            Ok(Reply::Json(issued_leaf(&leaf, format, key_format, remove_roots_from_chain)?))
+        }
         (_, route) => {
             let known = !matches!(route, Route::AuditEvents);
             if known {
@@ -149,6 +214,74 @@ async fn management(
             }
         }
     }
+}
+
+/// API.md's "Issued leaf" answer.
+fn issued_leaf(
+    leaf: &crate::ca::IssuedLeaf,
+    format: Format,
+    key_format: KeyFormat,
+    remove_roots: bool,
+) -> Result<Value, ApiError> {
+    use base64::Engine;
+    use crate::pki::cert::to_pem;
+    let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+    let chain: Vec<&crate::store::CertRecord> = leaf
+        .chain
+        .iter()
+        .filter(|c| !(remove_roots && c.cert_type == crate::store::CertType::Root))
+        .collect();
+    let enc = |der: &[u8]| match format {
+        Format::Der => b64(der),
+        Format::Pem | Format::PemBundle => to_pem(der),
+    };
+    let (private_key, private_key_type, key_pem) = match &leaf.key {
+        None => (None, None, None),
+        Some(crate::ca::LeafKey(k)) => {
+            let ty = match k.algorithm.family() {
+                crate::pki::KeyFamily::Rsa => "rsa",
+                crate::pki::KeyFamily::Ec => "ec",
+                crate::pki::KeyFamily::Ed25519 => "ed25519",
+            };
+            let text = match key_format {
+                KeyFormat::Pem => k.traditional_pem(),
+                KeyFormat::Der => k.traditional_der().map(|d| b64(&d)),
+                KeyFormat::Pkcs8 => k.pkcs8_pem(),
+            }
+            .map_err(|e| ApiError::internal(format!("encoding the leaf key: {e}")))?;
+            let pem = match key_format {
+                KeyFormat::Pkcs8 => text.clone(),
+                _ => k
+                    .traditional_pem()
+                    .map_err(|e| ApiError::internal(format!("encoding the leaf key: {e}")))?,
+            };
+            (Some(text), Some(ty), Some(pem))
+        }
+    };
+    let certificate = match format {
+        Format::PemBundle => {
+            let mut s = key_pem.unwrap_or_default();
+            s.push_str(&to_pem(&leaf.der));
+            for c in &chain {
+                s.push_str(&to_pem(&c.der));
+            }
+            s
+        }
+        _ => enc(&leaf.der),
+    };
+    let mut v = json!({
+        "certId": leaf.cert_id,
+        "serialNumber": crate::ca::hex(&leaf.serial),
+        "certificate": certificate,
+        "issuingCa": enc(&leaf.chain[0].der),
+        "caChain": chain.iter().map(|c| enc(&c.der)).collect::<Vec<_>>(),
+        "expiration": super::timestamp(leaf.not_after),
+    });
+    if let Some(k) = private_key {
+        v["privateKey"] = json!(k);
+        v["privateKeyType"] = json!(private_key_type);
+    }
+    Ok(v)
 }
 
 fn health(api: &Api) -> Reply {

@@ -6,6 +6,7 @@ mod auth;
 mod body;
 mod error;
 mod handlers;
+mod leaf_body;
 pub mod route;
 mod views;
 

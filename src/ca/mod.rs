@@ -3,10 +3,14 @@
 //! the API calls them on blocking threads.
 
 mod issuer;
+mod leaf;
 mod store;
+mod template;
 
 pub use issuer::{IssuerParams, Validity};
+pub use leaf::{IssuedLeaf, LeafKey, LeafMode, LeafParams};
 pub use store::StoreParams;
+pub use template::TemplateParams;
 
 use std::sync::Arc;
 

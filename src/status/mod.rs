@@ -11,6 +11,9 @@ impl Publisher {
     /// A certificate was issued (and stored, when `cert` is set).
     pub fn issued(&self, _store: &StoreRecord, _serial: &SerialRecord, _cert: Option<&CertRecord>) {}
 
+    /// A certificate was revoked: re-sign its OCSP responses and its issuer's CRL.
+    pub fn revoked(&self, _store: &StoreRecord, _cert: &CertRecord) {}
+
     /// A store's settings changed.
     pub fn store_changed(&self, _store: &StoreRecord) {}
 

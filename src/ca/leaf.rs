@@ -1,0 +1,386 @@
+//! Leaf issuance through a template (GENERATE: key made in software and handed back; SIGN: a
+//! CSR's key), and revocation.
+
+use super::issuer::{add_common_name, Validity};
+use super::{now, random_serial, Ca, CaError};
+use crate::pki::cert::{self, BasicConstraints, CertParams, OidValue, Sans, SubjectInfo};
+use crate::pki::crl::RevocationReason;
+use crate::pki::csr::Csr;
+use crate::pki::keygen::SoftKey;
+
+use crate::store::{CertRecord, CertType, Revocation, SerialRecord, TemplateRecord};
+
+/// GENERATE or SIGN.
+#[derive(Clone, Debug)]
+pub enum LeafMode {
+    Generate,
+    Sign(Box<Csr>),
+}
+
+/// A checked "Issue Certificate Using Template" body (format choices stay with the API).
+#[derive(Clone, Debug)]
+pub struct LeafParams {
+    pub mode: LeafMode,
+    pub common_name: Option<String>,
+    pub validity: Option<Validity>,
+    pub exclude_cn_from_sans: bool,
+    pub serial_number: Option<String>,
+    pub sans: Sans,
+}
+
+/// The private key of a GENERATE-mode leaf: returned once, never stored.
+pub struct LeafKey(pub SoftKey);
+
+/// An issued leaf with what the answer needs.
+pub struct IssuedLeaf {
+    /// `None` when the template does not store certificates.
+    pub cert_id: Option<u64>,
+    pub serial: Vec<u8>,
+    pub der: Vec<u8>,
+    pub not_after: i64,
+    /// The issuer first, up to and including the root.
+    pub chain: Vec<CertRecord>,
+    pub key: Option<LeafKey>,
+}
+
+impl Ca {
+    /// Issues a leaf from template `template_id`. Every rule is checked before the serial is
+    /// drawn; nothing is recorded unless the certificate was signed.
+    pub fn issue_leaf(
+        &self,
+        appkey: &str,
+        store_id: u64,
+        template_id: u64,
+        p: LeafParams,
+    ) -> Result<IssuedLeaf, CaError> {
+        let store = self.store(appkey, store_id)?;
+        let t = self.template(appkey, store_id, template_id)?;
+        let issuer = self
+            .db
+            .cert(appkey, store_id, t.parent_cert_id)?
+            .ok_or_else(|| CaError::Conflict(format!(
+                "template {template_id}: its issuer {} no longer exists",
+                t.parent_cert_id
+            )))?;
+        self.check_issuer_usable(&issuer, "template.parentCertId")?;
+
+        let (subject, sans) = profile(&t, &p)?;
+        let start = now();
+        let not_before = start - t.back_date_validation as i64;
+        let not_after = leaf_end(start, p.validity, &t, issuer.not_after)?;
+
+        let (spki_der, key, key_algorithm) = match &p.mode {
+            LeafMode::Generate => {
+                let key = SoftKey::generate(t.key_algorithm)?;
+                (key.spki_der(), Some(LeafKey(key)), t.key_algorithm)
+            }
+            LeafMode::Sign(csr) => {
+                if csr.key_algorithm != t.key_algorithm {
+                    return Err(CaError::Csr(format!(
+                        "csr: key is {} {}, the template requires {} {}",
+                        csr.key_algorithm.api_name(),
+                        csr.key_algorithm.key_size(),
+                        t.key_algorithm.api_name(),
+                        t.key_algorithm.key_size()
+                    )));
+                }
+                (csr.spki_der.clone(), None, csr.key_algorithm)
+            }
+        };
+        if !self.hsm.is_up() {
+            return Err(CaError::HsmUnavailable("nothing was issued".into()));
+        }
+
+        let issuer_key = issuer
+            .issuer_key
+            .as_ref()
+            .ok_or_else(|| CaError::Internal(format!("issuer {} has no key", issuer.id)))?;
+        let sig_alg = issuer_key.key_algorithm.signature_algorithm(t.signature_bits);
+        let key_id = crate::hsm::KeyId::from_hex(&issuer_key.key_id)
+            .ok_or_else(|| CaError::Internal(format!("issuer {} has a bad key id", issuer.id)))?;
+        let signer = self.hsm.signer(key_id, sig_alg);
+
+        let serial = loop {
+            let s = random_serial();
+            if !self.db.serial_used(issuer.id, &s)? {
+                break s;
+            }
+        };
+        let mut ekus: Vec<const_oid::ObjectIdentifier> =
+            t.extended_key_usage.iter().map(|e| e.oid()).collect();
+        for o in &t.extended_key_usage_oids {
+            ekus.push(o.parse().map_err(|_| {
+                CaError::Internal(format!("template {} has a bad EKU OID {o}", t.id))
+            })?);
+        }
+        let policies = t
+            .policies
+            .iter()
+            .map(|o| {
+                o.parse()
+                    .map_err(|_| CaError::Internal(format!("template {} has a bad policy OID {o}", t.id)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let params = CertParams {
+            serial: serial.clone(),
+            subject,
+            issuer_cert: Some(issuer.der.clone()),
+            not_before,
+            not_after,
+            spki_der,
+            basic_constraints: if t.basic_constraints_valid_for_non_ca {
+                BasicConstraints::NotCa
+            } else {
+                BasicConstraints::Absent
+            },
+            key_usage: t.key_usage.clone(),
+            extended_key_usage: ekus,
+            policies,
+            sans,
+            crl_url: self.crl_url(&store, issuer.id),
+            ocsp_url: self.ocsp_url(&store),
+        };
+        let der = cert::issue(&params, &signer)?;
+        let info = cert::parse_info(&der)?;
+
+        let cert_id = if t.store_in_server {
+            Some(self.db.next_id()?)
+        } else {
+            None
+        };
+        let rec = cert_id.map(|id| CertRecord {
+            id,
+            appkey: appkey.to_owned(),
+            store_id,
+            name: info.common_name.clone().unwrap_or_else(|| hex_name(&serial)),
+            description: None,
+            cert_type: CertType::Leaf,
+            parent_cert_id: Some(issuer.id),
+            template_id: Some(t.id),
+            serial: serial.clone(),
+            der: der.clone(),
+            common_name: info.common_name.clone(),
+            subject: info.subject.clone(),
+            issuer: info.issuer.clone(),
+            not_before: info.not_before,
+            not_after: info.not_after,
+            key_algorithm,
+            signature_algorithm: sig_alg,
+            issuer_key: None,
+            sans: info.sans.clone(),
+            crl_url: params.crl_url.clone(),
+            ocsp_url: params.ocsp_url.clone(),
+            revocation: None,
+            created_at: now(),
+        });
+        let serial_rec = SerialRecord {
+            store_id,
+            issuer_id: issuer.id,
+            serial: serial.clone(),
+            cert_id,
+            not_after: info.not_after,
+            revocation: None,
+        };
+        self.db.insert_cert(rec.as_ref(), &serial_rec)?;
+        self.db.durable()?;
+        self.publisher.issued(&store, &serial_rec, rec.as_ref());
+        let mut chain = vec![issuer.clone()];
+        chain.extend(self.chain(&issuer)?);
+        Ok(IssuedLeaf {
+            cert_id,
+            serial,
+            der,
+            not_after: info.not_after,
+            chain,
+            key,
+        })
+    }
+
+    /// Revokes a LEAF or INTERMEDIATE; the revocation is durable and published (CRL, OCSP)
+    /// before this returns.
+    pub fn revoke(
+        &self,
+        appkey: &str,
+        store_id: u64,
+        cert_id: u64,
+        reason: RevocationReason,
+    ) -> Result<CertRecord, CaError> {
+        let store = self.store(appkey, store_id)?;
+        let cert = self.cert(appkey, store_id, cert_id)?;
+        if cert.cert_type == CertType::Root {
+            return Err(CaError::Conflict(format!(
+                "certId: {cert_id} is a ROOT; a root cannot be revoked (delete its store instead)"
+            )));
+        }
+        if cert.revocation.is_some() {
+            return Err(CaError::Conflict(format!("certId: {cert_id} is already revoked")));
+        }
+        let rec = self.db.revoke(
+            &cert,
+            Revocation {
+                at: now(),
+                reason,
+            },
+        )?;
+        self.db.durable()?;
+        self.publisher.revoked(&store, &rec);
+        Ok(rec)
+    }
+}
+
+/// Subject and SANs of the leaf, from the template and the request (and the CSR where the
+/// template lets it speak).
+fn profile(t: &TemplateRecord, p: &LeafParams) -> Result<(SubjectInfo, Sans), CaError> {
+    let csr = match &p.mode {
+        LeafMode::Sign(csr) => Some(csr.as_ref()),
+        LeafMode::Generate => None,
+    };
+    let common_name = match csr {
+        Some(c) if t.use_csr_common_name && c.subject.common_name.is_some() => {
+            c.subject.common_name.clone()
+        }
+        _ => p.common_name.clone(),
+    };
+    let common_name = common_name.ok_or_else(|| {
+        CaError::Invalid(if csr.is_some() {
+            "commonName: required (the template does not take the CSR's common name, or the CSR has none)".into()
+        } else {
+            "commonName: required in GENERATE mode".into()
+        })
+    })?;
+    if common_name.chars().count() > 64 {
+        return Err(CaError::Invalid("commonName: must be at most 64 characters".into()));
+    }
+    let mut subject = match csr {
+        Some(c) if t.use_csr_other_fields => SubjectInfo {
+            common_name: None,
+            ..c.subject.clone()
+        },
+        _ => SubjectInfo {
+            other: t.other_fields.clone(),
+            ..t.subject_info.clone()
+        },
+    };
+    subject.common_name = Some(common_name.clone());
+    if let Some(sn) = &p.serial_number {
+        subject.serial_number = Some(sn.clone());
+    }
+
+    let mut sans = match csr {
+        Some(c) if t.use_csr_sans => c.sans.clone(),
+        _ => p.sans.clone(),
+    };
+    if !sans.ip.is_empty() && !t.allow_ip_sans {
+        return Err(CaError::Invalid(
+            "ipSans: the template does not allow IP SANs (allowIpSans is false)".into(),
+        ));
+    }
+    for (i, u) in sans.uri.iter().enumerate() {
+        if !t.url_sans_whitelist.iter().any(|g| glob(g, u)) {
+            return Err(CaError::Invalid(format!(
+                "urlSans[{i}]: {u:?} matches no entry of the template's urlSansWhitelist"
+            )));
+        }
+    }
+    for (i, o) in sans.other.iter().enumerate() {
+        if !t.other_sans_whitelist.iter().any(|w| other_san_allowed(w, o)) {
+            return Err(CaError::Invalid(format!(
+                "otherSans[{i}]: {} {:?} matches no entry of the template's otherSansWhitelist",
+                o.oid, o.value
+            )));
+        }
+    }
+    add_common_name(&mut sans, Some(&common_name), p.exclude_cn_from_sans);
+    Ok((subject, sans))
+}
+
+/// The leaf's notAfter: the request's TTL or date, capped by the template's maxTTL or
+/// maxSpecificDate and by the issuer's notAfter. Absent or 0 means as long as allowed.
+fn leaf_end(now: i64, v: Option<Validity>, t: &TemplateRecord, issuer_end: i64) -> Result<i64, CaError> {
+    let cap = match (t.max_ttl, t.max_specific_date) {
+        (Some(0), _) | (None, None) => now + super::issuer::MAX_TTL as i64,
+        (Some(ttl), _) => now + ttl as i64,
+        (None, Some(date)) => date,
+    };
+    let end = match v {
+        None | Some(Validity::Ttl(0)) => cap.min(issuer_end),
+        Some(Validity::Ttl(s)) => now + s as i64,
+        Some(Validity::Until(d)) if d <= now => {
+            return Err(CaError::Invalid("specificDate: must be in the future".into()))
+        }
+        Some(Validity::Until(d)) => d,
+    };
+    if end > cap {
+        let rule = match t.max_ttl {
+            Some(ttl) => format!("must not exceed the template's maxTTL of {ttl} seconds"),
+            None => format!(
+                "must not be after the template's maxSpecificDate {}",
+                crate::api::timestamp(cap)
+            ),
+        };
+        return Err(CaError::Invalid(format!("ttlValue/specificDate: {rule}")));
+    }
+    if end > issuer_end {
+        return Err(CaError::Invalid(format!(
+            "ttlValue/specificDate: the certificate must not outlive its issuer (notAfter {})",
+            crate::api::timestamp(issuer_end)
+        )));
+    }
+    if end <= now {
+        return Err(CaError::Invalid("ttlValue: the issuer or template leaves no validity".into()));
+    }
+    Ok(end)
+}
+
+/// Vault's allowed_other_sans: same OID and string type, value matched as a glob.
+fn other_san_allowed(allowed: &OidValue, o: &OidValue) -> bool {
+    allowed.oid == o.oid && allowed.kind == o.kind && glob(&allowed.value, &o.value)
+}
+
+/// Glob match with `*` (any run, also empty) and `?` (one character).
+pub(crate) fn glob(pattern: &str, s: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let s: Vec<char> = s.chars().collect();
+    let (mut pi, mut si) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == s[si]) {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = si;
+            pi += 1;
+        } else if let Some(st) = star {
+            pi = st + 1;
+            mark += 1;
+            si = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+fn hex_name(serial: &[u8]) -> String {
+    super::hex(serial)
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::glob;
+
+    #[test]
+    fn globs() {
+        assert!(glob("https://*.example.com/*", "https://a.example.com/x/y"));
+        assert!(glob("spiffe://cluster/ns/*", "spiffe://cluster/ns/default"));
+        assert!(!glob("https://*.example.com/*", "http://a.example.com/x"));
+        assert!(glob("*", ""));
+        assert!(glob("a?c", "abc"));
+        assert!(!glob("a?c", "ac"));
+    }
+}

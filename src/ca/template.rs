@@ -1,0 +1,162 @@
+//! Templates: the seed's Template API (Vault PKI roles under other names).
+
+use super::{now, Ca, CaError};
+use crate::pki::cert::{self, ExtendedKeyUsage, KeyUsage, OidValue, SubjectInfo};
+use crate::pki::KeyAlgorithm;
+use crate::store::{Page, TemplateRecord};
+
+/// A checked Create/Modify Template body.
+#[derive(Clone, Debug)]
+pub struct TemplateParams {
+    pub name: String,
+    pub description: Option<String>,
+    pub parent_cert_id: u64,
+    pub max_ttl: Option<u64>,
+    pub max_specific_date: Option<i64>,
+    pub back_date_validation: u64,
+    pub allow_ip_sans: bool,
+    pub url_sans_whitelist: Vec<String>,
+    pub other_sans_whitelist: Vec<OidValue>,
+    pub store_in_server: bool,
+    pub basic_constraints_valid_for_non_ca: bool,
+    pub use_csr_common_name: bool,
+    pub use_csr_sans: bool,
+    pub key_algorithm: KeyAlgorithm,
+    pub key_algorithm_name: String,
+    pub signature_bits: u32,
+    pub key_usage: Vec<KeyUsage>,
+    pub extended_key_usage: Vec<ExtendedKeyUsage>,
+    pub extended_key_usage_oids: Vec<String>,
+    pub policies: Vec<String>,
+    pub subject_info: SubjectInfo,
+    pub use_csr_other_fields: bool,
+    pub other_fields: Vec<OidValue>,
+}
+
+impl Ca {
+    pub fn create_template(
+        &self,
+        appkey: &str,
+        store_id: u64,
+        p: TemplateParams,
+    ) -> Result<TemplateRecord, CaError> {
+        self.check_template(appkey, store_id, &p)?;
+        let t = now();
+        let rec = record(self.db.next_id()?, appkey, store_id, p, t, t);
+        self.db.insert_template(&rec)?;
+        self.db.durable()?;
+        Ok(rec)
+    }
+
+    pub fn template(&self, appkey: &str, store_id: u64, id: u64) -> Result<TemplateRecord, CaError> {
+        self.store(appkey, store_id)?;
+        self.db
+            .template(appkey, store_id, id)?
+            .ok_or_else(|| CaError::NotFound(format!("templateId: no template {id} in store {store_id}")))
+    }
+
+    pub fn list_templates(
+        &self,
+        appkey: &str,
+        store_id: u64,
+        search: Option<&str>,
+        page: u64,
+        size: u64,
+    ) -> Result<Page<TemplateRecord>, CaError> {
+        self.store(appkey, store_id)?;
+        Ok(self.db.list_templates(store_id, search, page, size)?)
+    }
+
+    /// Replaces a template ("Same as Create Template").
+    pub fn update_template(
+        &self,
+        appkey: &str,
+        store_id: u64,
+        id: u64,
+        p: TemplateParams,
+    ) -> Result<TemplateRecord, CaError> {
+        let old = self.template(appkey, store_id, id)?;
+        self.check_template(appkey, store_id, &p)?;
+        let new = record(id, appkey, store_id, p, old.created_at, now());
+        self.db.update_template(&old, &new)?;
+        self.db.durable()?;
+        Ok(new)
+    }
+
+    pub fn delete_template(&self, appkey: &str, store_id: u64, id: u64) -> Result<(), CaError> {
+        let old = self.template(appkey, store_id, id)?;
+        self.db.delete_template(&old)?;
+        self.db.durable()?;
+        Ok(())
+    }
+
+    /// Rules that need the database: the parent is a usable issuer of this store; the key usages
+    /// fit the key type.
+    fn check_template(&self, appkey: &str, store_id: u64, p: &TemplateParams) -> Result<(), CaError> {
+        self.store(appkey, store_id)?;
+        let parent = self
+            .db
+            .cert(appkey, store_id, p.parent_cert_id)?
+            .ok_or_else(|| {
+                CaError::NotFound(format!(
+                    "parentCertId: no certificate {} in store {store_id}",
+                    p.parent_cert_id
+                ))
+            })?;
+        self.check_issuer_usable(&parent, "parentCertId")?;
+        if let Some(max) = p.max_specific_date {
+            if max > parent.not_after {
+                return Err(CaError::Invalid(format!(
+                    "maxSpecificDate: must not be after the issuer's notAfter ({})",
+                    crate::api::timestamp(parent.not_after)
+                )));
+            }
+        }
+        for ku in &p.key_usage {
+            cert::key_usage_allowed(p.key_algorithm.family(), *ku).map_err(|rule| {
+                CaError::Invalid(format!("keyUsage: {ku:?} {rule}"))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn record(
+    id: u64,
+    appkey: &str,
+    store_id: u64,
+    p: TemplateParams,
+    created_at: i64,
+    updated_at: i64,
+) -> TemplateRecord {
+    TemplateRecord {
+        id,
+        appkey: appkey.to_owned(),
+        store_id,
+        name: p.name,
+        description: p.description,
+        parent_cert_id: p.parent_cert_id,
+        max_ttl: p.max_ttl,
+        max_specific_date: p.max_specific_date,
+        back_date_validation: p.back_date_validation,
+        allow_ip_sans: p.allow_ip_sans,
+        url_sans_whitelist: p.url_sans_whitelist,
+        other_sans_whitelist: p.other_sans_whitelist,
+        store_in_server: p.store_in_server,
+        basic_constraints_valid_for_non_ca: p.basic_constraints_valid_for_non_ca,
+        use_csr_common_name: p.use_csr_common_name,
+        use_csr_sans: p.use_csr_sans,
+        key_algorithm: p.key_algorithm,
+        key_algorithm_name: p.key_algorithm_name,
+        signature_bits: p.signature_bits,
+        key_usage: p.key_usage,
+        extended_key_usage: p.extended_key_usage,
+        extended_key_usage_oids: p.extended_key_usage_oids,
+        policies: p.policies,
+        subject_info: p.subject_info,
+        use_csr_other_fields: p.use_csr_other_fields,
+        other_fields: p.other_fields,
+        created_at,
+        updated_at,
+    }
+}
