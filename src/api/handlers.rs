@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::body::{self, IssuerBody, StoreBody};
 use super::error::ApiError;
 use super::leaf_body::{Format, KeyFormat, LeafBody, LeafRequest, RevokeBody, TemplateBody};
+use super::revocation::{self, CrlForm};
 use super::route::{percent_decode, Matched, Route};
 use super::{views, Api, Authed, Reply};
 use crate::config::Role;
@@ -23,20 +24,28 @@ pub(super) async fn route(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Reply, ApiError> {
-    let _ = headers;
     if !super::known_method(method) {
         return Err(ApiError::method_not_allowed());
     }
     let appkey = m.appkey.clone();
-    match (m.route, caller) {
-        (Route::Healthz, _) => Ok(health(api)),
-        (route, Some(who)) => management(api, method, route, who, query, body).await,
-        (route, None) => Err(ApiError::not_found(format!("route {route:?} is not built"))),
+    match (method.clone(), m.route, caller) {
+        (Method::GET, Route::Healthz, _) => Ok(health(api)),
+        (Method::GET, Route::CrlDer(s, c), _) => revocation::crl(api, appkey, s, c, CrlForm::Der).await,
+        (Method::GET, Route::CrlPem(s, c), _) => revocation::crl(api, appkey, s, c, CrlForm::Pem).await,
+        (Method::POST, Route::Ocsp(s), _) => {
+            Ok(revocation::ocsp(api, appkey, s, None, headers, &body).await)
+        }
+        (Method::GET, Route::OcspGet(s, path), _) => {
+            Ok(revocation::ocsp(api, appkey, s, Some(&path), headers, &body).await)
+        }
+        (Method::GET, Route::Crl(s, c), Some(_)) => revocation::crl(api, appkey, s, c, CrlForm::Info).await,
+        (Method::POST, Route::Crl(s, c), Some(who)) => {
+            who.require(Role::Admin)?;
+            revocation::renew_crl(api, appkey, s, c, &body).await
+        }
+        (_, route, Some(who)) => management(api, method, route, who, query, body).await,
+        (_, _, None) => Err(ApiError::method_not_allowed()),
     }
-    .map_err(|e| {
-        let _ = &appkey;
-        e
-    })
 }
 
 async fn management(

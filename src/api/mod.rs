@@ -7,6 +7,7 @@ mod body;
 mod error;
 mod handlers;
 mod leaf_body;
+mod revocation;
 pub mod route;
 mod views;
 
@@ -43,6 +44,8 @@ pub struct Api {
     pub ca: Ca,
     /// Roles and tokens; replaced on SIGHUP.
     pub access: Arc<RwLock<Arc<Config>>>,
+    /// Bounds the OCSP requests that need signing on demand.
+    pub(crate) slow_ocsp: Arc<tokio::sync::Semaphore>,
 }
 
 /// A successful answer before it becomes a response.
@@ -63,6 +66,7 @@ impl Api {
         Api {
             ca,
             access: Arc::new(RwLock::new(config)),
+            slow_ocsp: Arc::new(tokio::sync::Semaphore::new(4)),
         }
     }
 

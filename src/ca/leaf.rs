@@ -215,6 +215,11 @@ impl Ca {
         if cert.revocation.is_some() {
             return Err(CaError::Conflict(format!("certId: {cert_id} is already revoked")));
         }
+        if !self.hsm.is_up() {
+            return Err(CaError::HsmUnavailable(
+                "the revocation could not be published, so it was not recorded".into(),
+            ));
+        }
         let rec = self.db.revoke(
             &cert,
             Revocation {
@@ -223,7 +228,11 @@ impl Ca {
             },
         )?;
         self.db.durable()?;
-        self.publisher.revoked(&store, &rec);
+        if let Err(e) = self.publisher.revoked(&store, &rec) {
+            // The revocation is durable; its stale responses are gone, so OCSP answers tryLater
+            // for it until the scheduler signs again.
+            log::error!("certificate {cert_id} revoked but not yet published: {e}");
+        }
         Ok(rec)
     }
 }

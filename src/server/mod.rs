@@ -48,7 +48,8 @@ async fn run(
     hsm: Hsm,
 ) -> Result<(), String> {
     let config = Arc::new(config);
-    let publisher = Publisher::default();
+    let publisher = Publisher::new(db.clone(), hsm.clone(), config.hsm.sessions);
+    publisher.start();
     let ca = Ca::new(db, hsm, &config.public.base_url, publisher);
     let api = Api::new(ca, Arc::clone(&config));
     let tls = Arc::new(RwLock::new(tls));

@@ -9,7 +9,7 @@ pub use records::{
     CertRecord, CertType, CrlRecord, IssuerKey, Revocation, SerialRecord, StoreRecord,
     TemplateRecord,
 };
-pub use trees::{CertFilter, Page};
+pub use trees::{CertFilter, OcspRow, Page, RevokedRow};
 
 use std::path::Path;
 

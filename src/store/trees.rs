@@ -21,6 +21,8 @@ pub(super) struct Trees {
     template_names: sled::Tree,
     crls: sled::Tree,
     blobs: sled::Tree,
+    revoked: sled::Tree,
+    ocsp: sled::Tree,
 }
 
 impl Trees {
@@ -37,6 +39,8 @@ impl Trees {
             template_names: db.open_tree("template_names")?,
             crls: db.open_tree("crls")?,
             blobs: db.open_tree("blobs")?,
+            revoked: db.open_tree("revoked")?,
+            ocsp: db.open_tree("ocsp")?,
         })
     }
 }
@@ -219,6 +223,12 @@ impl Db {
                     for s in t.serials.scan_prefix(cert.id.to_be_bytes()).keys() {
                         t.serials.remove(s?)?;
                     }
+                    for s in t.revoked.scan_prefix(cert.id.to_be_bytes()).keys() {
+                        t.revoked.remove(s?)?;
+                    }
+                    for s in t.ocsp.scan_prefix(two(rec.id, cert.id)).keys() {
+                        t.ocsp.remove(s?)?;
+                    }
                     t.crls.remove(cert.id.to_be_bytes())?;
                     issuers.push(cert);
                 }
@@ -349,8 +359,8 @@ impl Db {
     pub fn revoke(&self, cert: &CertRecord, revocation: Revocation) -> Result<CertRecord, StoreError> {
         let issuer_id = cert.parent_cert_id.unwrap_or(cert.id);
         let t = &self.trees;
-        (&t.certs, &t.serials)
-            .transaction(|(certs, serials)| {
+        (&t.certs, &t.serials, &t.revoked)
+            .transaction(|(certs, serials, revoked)| {
                 let Some(v) = certs.get(cert.id.to_be_bytes())? else {
                     return abort(StoreError::NotFound);
                 };
@@ -365,8 +375,9 @@ impl Db {
                     let mut s: SerialRecord =
                         decode("serial", &v).map_err(ConflictableTransactionError::Abort)?;
                     s.revocation = Some(revocation);
-                    serials.insert(sk, encode(&s))?;
+                    serials.insert(sk.clone(), encode(&s))?;
                 }
+                revoked.insert(sk, RevokedRow::encode(rec.not_after, &revocation))?;
                 Ok(rec)
             })
             .map_err(tx_err)
@@ -575,4 +586,125 @@ fn blob_key(kind: &str, store_id: u64, issuer_id: u64) -> Vec<u8> {
     let mut k = blob_store_prefix(kind, store_id);
     k.extend_from_slice(&issuer_id.to_be_bytes());
     k
+}
+
+/// A revoked serial of an issuer, as the CRL needs it: fixed-width binary, so that building a
+/// CRL of a million entries reads the index quickly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevokedRow {
+    pub serial: Vec<u8>,
+    pub not_after: i64,
+    pub revocation: Revocation,
+}
+
+impl RevokedRow {
+    fn encode(not_after: i64, r: &Revocation) -> Vec<u8> {
+        let mut v = Vec::with_capacity(17);
+        v.extend_from_slice(&not_after.to_be_bytes());
+        v.extend_from_slice(&r.at.to_be_bytes());
+        v.push(r.reason.code());
+        v
+    }
+
+    fn decode(key: &[u8], value: &[u8]) -> Result<RevokedRow, StoreError> {
+        let bad = || StoreError::Corrupt("revoked".into(), "bad row".into());
+        if value.len() != 17 || key.len() < 9 {
+            return Err(bad());
+        }
+        let num = |b: &[u8]| i64::from_be_bytes(b.try_into().unwrap_or([0; 8]));
+        let reason = crate::pki::crl::RevocationReason::from_code(value[16]).ok_or_else(bad)?;
+        Ok(RevokedRow {
+            serial: key[8..].to_vec(),
+            not_after: num(&value[..8]),
+            revocation: Revocation {
+                at: num(&value[8..16]),
+                reason,
+            },
+        })
+    }
+}
+
+/// A pre-signed OCSP response as persisted: the CertID it answers, its times, its bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OcspRow {
+    pub issuer_id: u64,
+    pub serial: Vec<u8>,
+    pub cert_id_der: Vec<u8>,
+    pub this_update: i64,
+    pub next_update: i64,
+    pub der: Vec<u8>,
+}
+
+impl Db {
+    /// Every revoked serial of an issuer.
+    pub fn revoked_of_issuer(
+        &self,
+        issuer_id: u64,
+    ) -> impl Iterator<Item = Result<RevokedRow, StoreError>> {
+        self.trees
+            .revoked
+            .scan_prefix(issuer_id.to_be_bytes())
+            .map(|kv| {
+                let (k, v) = kv?;
+                RevokedRow::decode(&k, &v)
+            })
+    }
+
+    /// Stores pre-signed OCSP responses of a store (replacing earlier ones of the same CertID).
+    /// Not made durable here: they can always be signed again.
+    pub fn put_ocsp(&self, store_id: u64, rows: &[OcspRow]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for r in rows {
+            let mut k = two(store_id, r.issuer_id).to_vec();
+            k.extend_from_slice(&r.cert_id_der);
+            let mut v = Vec::with_capacity(17 + r.serial.len() + r.der.len());
+            v.extend_from_slice(&r.this_update.to_be_bytes());
+            v.extend_from_slice(&r.next_update.to_be_bytes());
+            v.push(r.serial.len().min(255) as u8);
+            v.extend_from_slice(&r.serial[..r.serial.len().min(255)]);
+            v.extend_from_slice(&r.der);
+            batch.insert(k, v);
+        }
+        self.trees.ocsp.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Every persisted OCSP response of a store.
+    pub fn ocsp_of_store(&self, store_id: u64) -> impl Iterator<Item = Result<OcspRow, StoreError>> {
+        self.trees
+            .ocsp
+            .scan_prefix(store_id.to_be_bytes())
+            .map(|kv| {
+                let (k, v) = kv?;
+                let serial_end = 17 + usize::from(*v.get(16).unwrap_or(&0));
+                if k.len() < 16 || v.len() < serial_end {
+                    return Err(StoreError::Corrupt("ocsp".into(), "bad row".into()));
+                }
+                let num = |b: &[u8]| i64::from_be_bytes(b.try_into().unwrap_or([0; 8]));
+                Ok(OcspRow {
+                    issuer_id: u64::from_be_bytes(k[8..16].try_into().unwrap_or([0; 8])),
+                    serial: v[17..serial_end].to_vec(),
+                    cert_id_der: k[16..].to_vec(),
+                    this_update: num(&v[..8]),
+                    next_update: num(&v[8..16]),
+                    der: v[serial_end..].to_vec(),
+                })
+            })
+    }
+
+    /// Forgets one persisted OCSP response (its certificate was just revoked).
+    pub fn forget_ocsp(&self, store_id: u64, issuer_id: u64, cert_id_der: &[u8]) -> Result<(), StoreError> {
+        let mut k = two(store_id, issuer_id).to_vec();
+        k.extend_from_slice(cert_id_der);
+        self.trees.ocsp.remove(k)?;
+        Ok(())
+    }
+
+    /// Forgets the persisted OCSP responses of a store (OCSP turned off).
+    pub fn clear_ocsp(&self, store_id: u64) -> Result<(), StoreError> {
+        for k in self.trees.ocsp.scan_prefix(store_id.to_be_bytes()).keys() {
+            self.trees.ocsp.remove(k?)?;
+        }
+        Ok(())
+    }
 }

@@ -1,0 +1,100 @@
+//! CRLs: renewed per issuer at revocation, on request, and before nextUpdate. Renewals of one
+//! issuer are coalesced: a caller waits for a build that began after its revocation was written.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::Publisher;
+use crate::ca::now;
+use crate::pki::crl::{self, CrlParams, RevokedEntry};
+use crate::store::{CertRecord, CrlRecord, StoreRecord};
+
+/// Per-issuer gate: tickets drawn after a change; a build covers every ticket drawn before it
+/// started.
+#[derive(Default)]
+pub(super) struct Gates {
+    gates: Mutex<HashMap<u64, Arc<Gate>>>,
+}
+
+#[derive(Default)]
+struct Gate {
+    next_ticket: AtomicU64,
+    /// Every ticket up to this one is covered by a stored CRL.
+    covered: Mutex<u64>,
+}
+
+impl Gates {
+    fn gate(&self, issuer_id: u64) -> Arc<Gate> {
+        let mut g = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(g.entry(issuer_id).or_default())
+    }
+}
+
+impl Publisher {
+    /// Signs a new CRL for `issuer` (unless one that covers this call is being or was just
+    /// built) and stores it durably. Returns the issuer's current CRL record.
+    pub(crate) fn renew_crl(&self, store: &StoreRecord, issuer: &CertRecord) -> Result<CrlRecord, String> {
+        let db = &self.inner.db;
+        let gate = self.inner.crl_gates.gate(issuer.id);
+        let ticket = gate.next_ticket.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut covered = gate.covered.lock().unwrap_or_else(|p| p.into_inner());
+        if *covered >= ticket {
+            if let Some(rec) = db.crl(issuer.id).map_err(|e| e.to_string())? {
+                return Ok(rec);
+            }
+        }
+        let covers = gate.next_ticket.load(Ordering::SeqCst);
+        let previous = db.crl(issuer.id).map_err(|e| e.to_string())?;
+        // A revoked certificate stays listed on at least one CRL issued after it expired.
+        let keep_after = previous.as_ref().map(|p| p.this_update).unwrap_or(i64::MIN);
+        let mut entries = Vec::new();
+        for row in db.revoked_of_issuer(issuer.id) {
+            let row = row.map_err(|e| e.to_string())?;
+            if row.not_after >= keep_after {
+                entries.push(RevokedEntry {
+                    serial: row.serial,
+                    revoked_at: row.revocation.at,
+                    reason: row.revocation.reason,
+                });
+            }
+        }
+        let number = db.next_crl_number(issuer.id).map_err(|e| e.to_string())?;
+        let this_update = now();
+        let next_update = this_update + i64::from(store.crl_refresh_period) * 86_400;
+        let signer = self.signer_of(issuer)?;
+        let der = crl::build(
+            &CrlParams {
+                issuer_cert: &issuer.der,
+                number,
+                this_update,
+                next_update,
+                entries: &entries,
+            },
+            &signer,
+        )
+        .map_err(|e| e.to_string())?;
+        let rec = CrlRecord {
+            issuer_id: issuer.id,
+            number,
+            this_update,
+            next_update,
+        };
+        db.put_crl(store.id, &rec, &der).map_err(|e| e.to_string())?;
+        db.durable().map_err(|e| e.to_string())?;
+        *covered = covers;
+        Ok(rec)
+    }
+
+    /// The current CRL of an issuer, with its DER.
+    pub fn crl(&self, store_id: u64, issuer_id: u64) -> Result<Option<(CrlRecord, Vec<u8>)>, String> {
+        let db = &self.inner.db;
+        let Some(rec) = db.crl(issuer_id).map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        Ok(db
+            .crl_der(store_id, issuer_id)
+            .map_err(|e| e.to_string())?
+            .map(|der| (rec, der)))
+    }
+}
