@@ -1,0 +1,1 @@
+//! Shared helpers of pcad's benchmark programs (each program is a binary in `src/bin/`).
