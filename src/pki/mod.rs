@@ -5,8 +5,12 @@ pub mod alg;
 pub mod cert;
 pub mod crl;
 pub mod csr;
+pub mod der_util;
+pub mod ext;
 pub mod keygen;
+pub mod name;
 pub mod ocsp;
+pub mod pem;
 pub mod signer;
 
 pub use alg::{HashAlg, KeyAlgorithm, KeyFamily, SignatureAlgorithm};
