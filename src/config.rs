@@ -239,9 +239,7 @@ impl Config {
             ));
         }
         if self.hsm.sessions == 0 || self.hsm.sessions > 256 {
-            return Err(ConfigError::Invalid(
-                "hsm.sessions must be 1 to 256".into(),
-            ));
+            return Err(ConfigError::Invalid("hsm.sessions must be 1 to 256".into()));
         }
         let url = &self.public.base_url;
         if !(url.starts_with("http://") || url.starts_with("https://")) || url.ends_with('/') {
@@ -284,7 +282,9 @@ impl Config {
         if let Some(var) = &self.hsm.pin_env {
             return match std::env::var(var) {
                 Ok(pin) if !pin.is_empty() => Ok(Pin(pin)),
-                _ => Err(ConfigError::Pin(format!("environment variable {var} is not set"))),
+                _ => Err(ConfigError::Pin(format!(
+                    "environment variable {var} is not set"
+                ))),
             };
         }
         Err(ConfigError::Pin(
@@ -350,7 +350,10 @@ role = "VIEWER"
     fn minimal_config_and_roles() {
         let c = Config::parse(MINIMAL, Path::new("/etc/pcad")).unwrap();
         assert_eq!(c.api.listen.port(), 8443);
-        assert_eq!(c.resolve(Path::new("hsm-pin")), Path::new("/etc/pcad/hsm-pin"));
+        assert_eq!(
+            c.resolve(Path::new("hsm-pin")),
+            Path::new("/etc/pcad/hsm-pin")
+        );
         assert_eq!(c.role_for_identity("ops-admin", "x"), Some(Role::Admin));
         assert_eq!(c.role_for_identity("auditor", "k1"), Some(Role::Viewer));
         assert_eq!(c.role_for_identity("auditor", "k2"), None);

@@ -53,7 +53,9 @@ fn main() -> ExitCode {
             module,
         })
         .map(|text| println!("{text}")),
-        Command::CheckConfig { config } => pcad::server::check_config(&config).map(|text| println!("{text}")),
+        Command::CheckConfig { config } => {
+            pcad::server::check_config(&config).map(|text| println!("{text}"))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -62,7 +62,10 @@ pub fn authenticate(
             None => Err(ApiError::unauthenticated()),
         };
     }
-    let identity = peer.identity.as_ref().ok_or_else(ApiError::unauthenticated)?;
+    let identity = peer
+        .identity
+        .as_ref()
+        .ok_or_else(ApiError::unauthenticated)?;
     match config.role_for_identity(identity, appkey) {
         Some(role) => Ok(Authed {
             identity: identity.clone(),

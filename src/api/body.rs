@@ -47,7 +47,8 @@ impl StoreBody {
             name: name("name", self.name)?,
             description: description(self.description)?,
             crl_active: self.crl_active.unwrap_or(false),
-            crl_refresh_period: range("crlRefreshPeriod", self.crl_refresh_period, 1, 30, 7)? as u32,
+            crl_refresh_period: range("crlRefreshPeriod", self.crl_refresh_period, 1, 30, 7)?
+                as u32,
             ocsp_active: self.ocsp_active.unwrap_or(false),
             ocsp_refresh_period: range("ocspRefreshPeriod", self.ocsp_refresh_period, 1, 12, 1)?
                 as u32,
@@ -221,7 +222,11 @@ pub struct IssuerBody {
 impl IssuerBody {
     pub fn check(self) -> Result<IssuerParams, ApiError> {
         let cert_type = match self.certificate_type.as_deref() {
-            None => return Err(ApiError::invalid("certificateType: required (ROOT or INTERMEDIATE)")),
+            None => {
+                return Err(ApiError::invalid(
+                    "certificateType: required (ROOT or INTERMEDIATE)",
+                ))
+            }
             Some("ROOT") => CertType::Root,
             Some("INTERMEDIATE") => CertType::Intermediate,
             Some("LEAF") => {
@@ -238,7 +243,11 @@ impl IssuerBody {
         let parent_cert_id = match self.parent_cert_id {
             None => None,
             Some(id) if id > 0 => Some(id as u64),
-            Some(_) => return Err(ApiError::invalid("parentCertId: must be a positive integer")),
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "parentCertId: must be a positive integer",
+                ))
+            }
         };
         if cert_type == CertType::Intermediate && parent_cert_id.is_none() {
             return Err(ApiError::invalid(
@@ -264,12 +273,25 @@ impl IssuerBody {
             ("specificDate", self.specific_date),
             true,
         )?
-        .ok_or_else(|| ApiError::invalid("ttlValue: either ttlValue or specificDate is required"))?;
-        let back_date = range("backDateValidation", self.back_date_validation, 0, 2_592_000, 30)? as u64;
+        .ok_or_else(|| {
+            ApiError::invalid("ttlValue: either ttlValue or specificDate is required")
+        })?;
+        let back_date = range(
+            "backDateValidation",
+            self.back_date_validation,
+            0,
+            2_592_000,
+            30,
+        )? as u64;
         let max_depth = range("maxDepth", self.max_depth, -1, 3, 0)? as i32;
         let (key, _) = KeyInfoBody::check(self.key_info)?;
         let signature_algorithm = signature_algorithm(self.signature_algorithm, key)?;
-        let sans = sans(self.sans, self.ip_sans, self.url_sans, OidInfoBody::check_all("otherSans", self.other_sans)?)?;
+        let sans = sans(
+            self.sans,
+            self.ip_sans,
+            self.url_sans,
+            OidInfoBody::check_all("otherSans", self.other_sans)?,
+        )?;
         Ok(IssuerParams {
             cert_type,
             parent_cert_id,
@@ -314,7 +336,9 @@ pub fn name(field: &str, v: Option<String>) -> Result<String, ApiError> {
         return Err(ApiError::invalid(format!("{field}: must not be empty")));
     }
     if v.chars().count() > 64 {
-        return Err(ApiError::invalid(format!("{field}: must be at most 64 characters")));
+        return Err(ApiError::invalid(format!(
+            "{field}: must be at most 64 characters"
+        )));
     }
     Ok(v)
 }
@@ -335,11 +359,19 @@ fn opt_len(field: &str, v: Option<String>, max: usize) -> Result<Option<String>,
 }
 
 /// An integer within `min..=max`, or `default` when absent.
-pub fn range(field: &str, v: Option<i64>, min: i64, max: i64, default: i64) -> Result<i64, ApiError> {
+pub fn range(
+    field: &str,
+    v: Option<i64>,
+    min: i64,
+    max: i64,
+    default: i64,
+) -> Result<i64, ApiError> {
     match v {
         None => Ok(default),
         Some(n) if (min..=max).contains(&n) => Ok(n),
-        Some(_) => Err(ApiError::invalid(format!("{field}: must be {min} to {max}"))),
+        Some(_) => Err(ApiError::invalid(format!(
+            "{field}: must be {min} to {max}"
+        ))),
     }
 }
 
@@ -355,7 +387,9 @@ pub fn validity(
             "{}: give either {} or {}, not both",
             ttl.0, ttl.0, date.0
         ))),
-        (Some(t), None) => Ok(Some(Validity::Ttl(range(ttl.0, Some(t), 0, 315_360_000, 0)? as u64))),
+        (Some(t), None) => Ok(Some(Validity::Ttl(
+            range(ttl.0, Some(t), 0, 315_360_000, 0)? as u64,
+        ))),
         (None, Some(d)) => Ok(Some(Validity::Until(specific_date(date.0, &d)?))),
         (None, None) if required => Err(ApiError::invalid(format!(
             "{}: either {} or {} is required",
@@ -368,9 +402,8 @@ pub fn validity(
 /// The seed's date form `2025-12-31T23:59:59` (UTC), within 1970-01-01T00:00:00 ..
 /// 2999-12-31T23:59:59.
 pub fn specific_date(field: &str, s: &str) -> Result<i64, ApiError> {
-    let t = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").map_err(|_| {
-        ApiError::invalid(format!("{field}: must look like 2025-12-31T23:59:59"))
-    })?;
+    let t = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S")
+        .map_err(|_| ApiError::invalid(format!("{field}: must look like 2025-12-31T23:59:59")))?;
     let secs = t.and_utc().timestamp();
     if !(0..=32_503_679_999).contains(&secs) {
         return Err(ApiError::invalid(format!(
@@ -390,7 +423,9 @@ pub fn sans(
     let dns = dns.unwrap_or_default();
     for (i, d) in dns.iter().enumerate() {
         if !cert::is_valid_hostname(d) {
-            return Err(ApiError::invalid(format!("sans[{i}]: {d:?} is not a valid DNS name")));
+            return Err(ApiError::invalid(format!(
+                "sans[{i}]: {d:?} is not a valid DNS name"
+            )));
         }
     }
     let ip = ip

@@ -57,7 +57,11 @@ impl ApiError {
     }
 
     pub fn method_not_allowed() -> ApiError {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, 40500, "method not allowed on this route")
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            40500,
+            "method not allowed on this route",
+        )
     }
 
     pub fn too_large() -> ApiError {

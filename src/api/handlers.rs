@@ -30,15 +30,21 @@ pub(super) async fn route(
     let appkey = m.appkey.clone();
     match (method.clone(), m.route, caller) {
         (Method::GET, Route::Healthz, _) => Ok(health(api)),
-        (Method::GET, Route::CrlDer(s, c), _) => revocation::crl(api, appkey, s, c, CrlForm::Der).await,
-        (Method::GET, Route::CrlPem(s, c), _) => revocation::crl(api, appkey, s, c, CrlForm::Pem).await,
+        (Method::GET, Route::CrlDer(s, c), _) => {
+            revocation::crl(api, appkey, s, c, CrlForm::Der).await
+        }
+        (Method::GET, Route::CrlPem(s, c), _) => {
+            revocation::crl(api, appkey, s, c, CrlForm::Pem).await
+        }
         (Method::POST, Route::Ocsp(s), _) => {
             Ok(revocation::ocsp(api, appkey, s, None, headers, &body).await)
         }
         (Method::GET, Route::OcspGet(s, path), _) => {
             Ok(revocation::ocsp(api, appkey, s, Some(&path), headers, &body).await)
         }
-        (Method::GET, Route::Crl(s, c), Some(_)) => revocation::crl(api, appkey, s, c, CrlForm::Info).await,
+        (Method::GET, Route::Crl(s, c), Some(_)) => {
+            revocation::crl(api, appkey, s, c, CrlForm::Info).await
+        }
         (Method::POST, Route::Crl(s, c), Some(who)) => {
             who.require(Role::Admin)?;
             revocation::renew_crl(api, appkey, s, c, &body).await
@@ -70,7 +76,9 @@ async fn management(
         (Method::POST, Route::Stores) => {
             who.require(Role::Admin)?;
             let params = body::json::<StoreBody>(&body)?.check()?;
-            let s = api.blocking(move |ca| ca.create_store(&appkey, params)).await?;
+            let s = api
+                .blocking(move |ca| ca.create_store(&appkey, params))
+                .await?;
             Ok(Reply::Json(views::store(&s)))
         }
         (Method::GET, Route::Store(id)) => {
@@ -109,7 +117,9 @@ async fn management(
             let p = api
                 .blocking(move |ca| {
                     ca.store(&appkey, store)?;
-                    Ok(ca.db.list_certs(store, filter, search.as_deref(), page, size)?)
+                    Ok(ca
+                        .db
+                        .list_certs(store, filter, search.as_deref(), page, size)?)
                 })
                 .await?;
             Ok(Reply::Json(views::page(&p, views::cert)))
@@ -164,7 +174,9 @@ async fn management(
             let (page, size) = q.paging()?;
             let search = q.get("search");
             let p = api
-                .blocking(move |ca| ca.list_templates(&appkey, store, search.as_deref(), page, size))
+                .blocking(move |ca| {
+                    ca.list_templates(&appkey, store, search.as_deref(), page, size)
+                })
                 .await?;
             Ok(Reply::Json(views::page(&p, views::template)))
         }
@@ -179,7 +191,9 @@ async fn management(
             Ok(Reply::Json(views::template(&t)))
         }
         (Method::GET, Route::Template(store, id)) => {
-            let t = api.blocking(move |ca| ca.template(&appkey, store, id)).await?;
+            let t = api
+                .blocking(move |ca| ca.template(&appkey, store, id))
+                .await?;
             Ok(Reply::Json(views::template(&t)))
         }
         (Method::PUT, Route::Template(store, id)) => {
@@ -212,7 +226,12 @@ async fn management(
             let leaf = api
                 .blocking(move |ca| ca.issue_leaf(&appkey, store, id, params))
                 .await?;
-            Ok(Reply::Json(issued_leaf(&leaf, format, key_format, remove_roots_from_chain)?))
+            Ok(Reply::Json(issued_leaf(
+                &leaf,
+                format,
+                key_format,
+                remove_roots_from_chain,
+            )?))
         }
         (_, route) => {
             let known = !matches!(route, Route::AuditEvents);
@@ -232,8 +251,8 @@ fn issued_leaf(
     key_format: KeyFormat,
     remove_roots: bool,
 ) -> Result<Value, ApiError> {
-    use base64::Engine;
     use crate::pki::cert::to_pem;
+    use base64::Engine;
     let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
     let chain: Vec<&crate::store::CertRecord> = leaf
         .chain
@@ -323,7 +342,9 @@ fn download_name(name: &str) -> String {
     if s.is_ascii() {
         s
     } else {
-        s.chars().map(|c| if c.is_ascii() { c } else { '_' }).collect()
+        s.chars()
+            .map(|c| if c.is_ascii() { c } else { '_' })
+            .collect()
     }
 }
 
@@ -336,8 +357,9 @@ impl Query {
         for pair in q.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let dec = |s: &str| {
-                percent_decode(&s.replace('+', " "))
-                    .ok_or_else(|| ApiError::malformed(format!("query: bad percent-encoding in {k}")))
+                percent_decode(&s.replace('+', " ")).ok_or_else(|| {
+                    ApiError::malformed(format!("query: bad percent-encoding in {k}"))
+                })
             };
             out.push((dec(k)?, dec(v)?));
         }

@@ -44,7 +44,11 @@ impl TemplateBody {
         let parent_cert_id = match self.parent_cert_id {
             None => return Err(ApiError::invalid("parentCertId: required")),
             Some(id) if id > 0 => id as u64,
-            Some(_) => return Err(ApiError::invalid("parentCertId: must be a positive integer")),
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "parentCertId: must be a positive integer",
+                ))
+            }
         };
         let (max_ttl, max_specific_date) = match body::validity(
             ("maxTTL", self.max_ttl),
@@ -55,11 +59,19 @@ impl TemplateBody {
             Some(crate::ca::Validity::Until(d)) => (None, Some(d)),
             None => (None, None),
         };
-        let back_date_validation =
-            range("backDateValidation", self.back_date_validation, 0, 2_592_000, 30)? as u64;
+        let back_date_validation = range(
+            "backDateValidation",
+            self.back_date_validation,
+            0,
+            2_592_000,
+            30,
+        )? as u64;
         let url_sans_whitelist = self.url_sans_whitelist.unwrap_or_default();
         for (i, g) in url_sans_whitelist.iter().enumerate() {
-            if g.is_empty() || g.len() > 2048 || g.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            if g.is_empty()
+                || g.len() > 2048
+                || g.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
                 return Err(ApiError::invalid(format!(
                     "urlSansWhitelist[{i}]: must be a non-empty glob without spaces"
                 )));
@@ -93,7 +105,9 @@ impl TemplateBody {
             url_sans_whitelist,
             other_sans_whitelist,
             store_in_server: self.store_in_server.unwrap_or(true),
-            basic_constraints_valid_for_non_ca: self.basic_constraints_valid_for_non_ca.unwrap_or(false),
+            basic_constraints_valid_for_non_ca: self
+                .basic_constraints_valid_for_non_ca
+                .unwrap_or(false),
             use_csr_common_name: self.use_csr_common_name.unwrap_or(false),
             use_csr_sans: self.use_csr_sans.unwrap_or(false),
             key_algorithm,
@@ -118,7 +132,9 @@ fn enums<T: serde::de::DeserializeOwned + PartialEq>(
     let mut out: Vec<T> = Vec::new();
     for (i, s) in list.unwrap_or_default().into_iter().enumerate() {
         let v: T = serde_json::from_value(serde_json::Value::String(s.clone())).map_err(|_| {
-            ApiError::malformed(format!("{field}[{i}]: unknown value {s:?}; must be one of {allowed}"))
+            ApiError::malformed(format!(
+                "{field}[{i}]: unknown value {s:?}; must be one of {allowed}"
+            ))
         })?;
         if !out.contains(&v) {
             out.push(v);
@@ -193,7 +209,9 @@ impl LeafBody {
         };
         let common_name = match self.common_name {
             Some(cn) if cn.chars().count() > 64 => {
-                return Err(ApiError::invalid("commonName: must be at most 64 characters"))
+                return Err(ApiError::invalid(
+                    "commonName: must be at most 64 characters",
+                ))
             }
             Some(cn) if cn.is_empty() => None,
             other => other,
@@ -212,14 +230,22 @@ impl LeafBody {
                 .ok_or_else(|| ApiError::invalid("csr: required in SIGN mode"))?;
             let csr = crate::pki::csr::parse(&csr).map_err(|e| {
                 let m = e.to_string();
-                ApiError::csr(if m.starts_with("csr") { m } else { format!("csr: {m}") })
+                ApiError::csr(if m.starts_with("csr") {
+                    m
+                } else {
+                    format!("csr: {m}")
+                })
             })?;
             LeafMode::Sign(Box::new(csr))
         };
         if generate && self.remove_roots_from_chain.is_some() {
             return Err(ApiError::invalid("removeRootsFromChain: only in SIGN mode"));
         }
-        let validity = body::validity(("ttlValue", self.ttl_value), ("specificDate", self.specific_date), false)?;
+        let validity = body::validity(
+            ("ttlValue", self.ttl_value),
+            ("specificDate", self.specific_date),
+            false,
+        )?;
         let serial_number = match self.serial_number {
             Some(s) if s.chars().count() > 64 => {
                 return Err(ApiError::invalid("serialNumber: must be at most 64 characters"))

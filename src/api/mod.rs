@@ -93,8 +93,8 @@ impl Api {
         listener: Listener,
     ) -> Result<Reply, ApiError> {
         let path = parts.uri.path();
-        let matched = route::parse(path)?
-            .ok_or_else(|| ApiError::not_found(format!("no route {path}")))?;
+        let matched =
+            route::parse(path)?.ok_or_else(|| ApiError::not_found(format!("no route {path}")))?;
         if listener == Listener::Public && !matched.route.is_public(&parts.method) {
             return Err(ApiError::not_found(format!(
                 "no route {path} on the public listener"
@@ -110,9 +110,23 @@ impl Api {
                 .read()
                 .map(|c| Arc::clone(&c))
                 .map_err(|_| ApiError::internal("access lock poisoned"))?;
-            Some(auth::authenticate(&config, &parts.headers, peer, &matched.appkey)?)
+            Some(auth::authenticate(
+                &config,
+                &parts.headers,
+                peer,
+                &matched.appkey,
+            )?)
         };
-        handlers::route(self, &parts.method, matched, caller, &query, &parts.headers, body).await
+        handlers::route(
+            self,
+            &parts.method,
+            matched,
+            caller,
+            &query,
+            &parts.headers,
+            body,
+        )
+        .await
     }
 
     /// Runs blocking CA work (HSM, durable writes) off the async executor.
@@ -142,7 +156,9 @@ async fn read_body(body: Incoming, headers: &hyper::HeaderMap) -> Result<Bytes, 
     match Limited::new(body, BODY_LIMIT).collect().await {
         Ok(b) => Ok(b.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large()),
-        Err(e) => Err(ApiError::malformed(format!("body: could not be read ({e})"))),
+        Err(e) => Err(ApiError::malformed(format!(
+            "body: could not be read ({e})"
+        ))),
     }
 }
 
@@ -208,5 +224,12 @@ pub fn date_form(unix: i64) -> String {
 
 /// Whether a method is one the route table knows at all.
 pub(crate) fn known_method(m: &Method) -> bool {
-    [Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::HEAD].contains(m)
+    [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::HEAD,
+    ]
+    .contains(m)
 }

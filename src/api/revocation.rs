@@ -24,18 +24,30 @@ pub enum CrlForm {
 }
 
 /// GET `.../certs/{issuerCertId}/crl[/der|/pem]`.
-pub async fn crl(api: &Api, appkey: String, store_id: u64, issuer_id: u64, form: CrlForm) -> Result<Reply, ApiError> {
+pub async fn crl(
+    api: &Api,
+    appkey: String,
+    store_id: u64,
+    issuer_id: u64,
+    form: CrlForm,
+) -> Result<Reply, ApiError> {
     let (rec, der) = api
         .blocking(move |ca| {
             let (store, issuer) = crl_issuer(ca, &appkey, store_id, issuer_id)?;
-            match ca.publisher.crl(store.id, issuer.id).map_err(CaError::Internal)? {
+            match ca
+                .publisher
+                .crl(store.id, issuer.id)
+                .map_err(CaError::Internal)?
+            {
                 Some(found) => Ok(found),
                 None => {
                     // First request before the scheduler's first pass: sign it now.
                     if !ca.hsm.is_up() {
                         return Err(CaError::HsmUnavailable("no CRL has been signed yet".into()));
                     }
-                    ca.publisher.renew_crl(&store, &issuer).map_err(CaError::Internal)?;
+                    ca.publisher
+                        .renew_crl(&store, &issuer)
+                        .map_err(CaError::Internal)?;
                     ca.publisher
                         .crl(store.id, issuer.id)
                         .map_err(CaError::Internal)?
@@ -48,7 +60,13 @@ pub async fn crl(api: &Api, appkey: String, store_id: u64, issuer_id: u64, form:
 }
 
 /// POST `.../certs/{issuerCertId}/crl`: renew now; answers `true`.
-pub async fn renew_crl(api: &Api, appkey: String, store_id: u64, issuer_id: u64, body: &[u8]) -> Result<Reply, ApiError> {
+pub async fn renew_crl(
+    api: &Api,
+    appkey: String,
+    store_id: u64,
+    issuer_id: u64,
+    body: &[u8],
+) -> Result<Reply, ApiError> {
     let text = std::str::from_utf8(body).unwrap_or("").trim();
     if !(text.is_empty() || text == "true") {
         return Err(ApiError::malformed("body: must be true (or empty)"));
@@ -58,14 +76,21 @@ pub async fn renew_crl(api: &Api, appkey: String, store_id: u64, issuer_id: u64,
         if !ca.hsm.is_up() {
             return Err(CaError::HsmUnavailable("the CRL was not renewed".into()));
         }
-        ca.publisher.renew_crl(&store, &issuer).map_err(CaError::Internal)?;
+        ca.publisher
+            .renew_crl(&store, &issuer)
+            .map_err(CaError::Internal)?;
         Ok(())
     })
     .await?;
     Ok(Reply::Json(json!(true)))
 }
 
-fn crl_issuer(ca: &crate::ca::Ca, appkey: &str, store_id: u64, issuer_id: u64) -> Result<(StoreRecord, CertRecord), CaError> {
+fn crl_issuer(
+    ca: &crate::ca::Ca,
+    appkey: &str,
+    store_id: u64,
+    issuer_id: u64,
+) -> Result<(StoreRecord, CertRecord), CaError> {
     let store = ca.store(appkey, store_id)?;
     if !store.crl_active {
         return Err(CaError::NotFound(format!(
@@ -91,7 +116,10 @@ fn crl_reply(store_id: u64, issuer_id: u64, rec: &CrlRecord, der: Vec<u8>, form:
             ),
             ("last-modified", http_date(rec.this_update)),
             ("expires", http_date(rec.next_update)),
-            ("cache-control", "public, no-transform, max-age=60".to_owned()),
+            (
+                "cache-control",
+                "public, no-transform, max-age=60".to_owned(),
+            ),
         ]
     };
     match form {

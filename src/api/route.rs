@@ -61,7 +61,8 @@ pub fn parse(path: &str) -> Result<Option<Matched>, ApiError> {
         Some((a, r)) => (a, r),
         None => return Ok(None),
     };
-    let appkey = percent_decode(appkey).ok_or_else(|| ApiError::malformed("appkey: bad percent-encoding"))?;
+    let appkey = percent_decode(appkey)
+        .ok_or_else(|| ApiError::malformed("appkey: bad percent-encoding"))?;
     if appkey.is_empty() {
         return Ok(None);
     }
@@ -156,12 +157,18 @@ mod tests {
         assert_eq!(r("/v2.0/appkeys/k/ca-stores"), Some(Route::Stores));
         assert_eq!(r("/v2.0/appkeys/k/ca-stores/7"), Some(Route::Store(7)));
         assert_eq!(r("/v2.0/appkeys/k/cas/7/certs/3"), Some(Route::Cert(7, 3)));
-        assert_eq!(r("/v2.0/appkeys/k/cas/7/certs/3/crl/der"), Some(Route::CrlDer(7, 3)));
+        assert_eq!(
+            r("/v2.0/appkeys/k/cas/7/certs/3/crl/der"),
+            Some(Route::CrlDer(7, 3))
+        );
         assert_eq!(
             r("/v2.0/appkeys/k/ca-stores/7/ocsp/MEow/SD+x%3D"),
             Some(Route::OcspGet(7, "MEow/SD+x%3D".into()))
         );
-        assert_eq!(r("/v2.0/appkeys/k/ca-stores/7/templates/2/certificates"), Some(Route::TemplateIssue(7, 2)));
+        assert_eq!(
+            r("/v2.0/appkeys/k/ca-stores/7/templates/2/certificates"),
+            Some(Route::TemplateIssue(7, 2))
+        );
         assert_eq!(r("/v2.0/appkeys/k/other"), None);
         assert_eq!(r("/nope"), None);
         assert!(parse("/v2.0/appkeys/k/ca-stores/abc").is_err());

@@ -84,7 +84,10 @@ pub fn cert(c: &CertRecord) -> Value {
 pub fn cert_detail(c: &CertRecord, chain: &[CertRecord]) -> Value {
     let mut v = cert(c);
     v["certificatePem"] = json!(cert::to_pem(&c.der));
-    v["caChainPem"] = json!(chain.iter().map(|c| cert::to_pem(&c.der)).collect::<String>());
+    v["caChainPem"] = json!(chain
+        .iter()
+        .map(|c| cert::to_pem(&c.der))
+        .collect::<String>());
     v
 }
 

@@ -82,7 +82,15 @@ impl Ca {
         let id = self.db.next_id()?;
         let label = format!("pcad/{appkey}/{store_id}/{id}");
         let key = self.hsm.generate_key(p.key, &label)?;
-        let result = self.sign_and_store_issuer(&store, parent.as_ref(), id, &p, &key, not_before, not_after);
+        let result = self.sign_and_store_issuer(
+            &store,
+            parent.as_ref(),
+            id,
+            &p,
+            &key,
+            not_before,
+            not_after,
+        );
         if result.is_err() {
             if let Err(e) = self.hsm.destroy_key(&key.id) {
                 log::error!("could not destroy orphan key {}: {e}", key.id.to_hex());
@@ -110,7 +118,11 @@ impl Ca {
             }
         };
         let mut sans = p.sans.clone();
-        add_common_name(&mut sans, p.subject.common_name.as_deref(), p.exclude_cn_from_sans);
+        add_common_name(
+            &mut sans,
+            p.subject.common_name.as_deref(),
+            p.exclude_cn_from_sans,
+        );
         let params = CertParams {
             serial: serial.clone(),
             subject: p.subject.clone(),
@@ -222,7 +234,11 @@ impl Ca {
     }
 
     /// An issuer that may sign: an issuer, not revoked, not expired.
-    pub(crate) fn check_issuer_usable(&self, issuer: &CertRecord, field: &str) -> Result<(), CaError> {
+    pub(crate) fn check_issuer_usable(
+        &self,
+        issuer: &CertRecord,
+        field: &str,
+    ) -> Result<(), CaError> {
         if !issuer.is_issuer() {
             return Err(CaError::Invalid(format!(
                 "{field}: certificate {} is a LEAF, not an issuer",
@@ -281,4 +297,3 @@ pub(crate) fn add_common_name(sans: &mut Sans, cn: Option<&str>, exclude: bool) 
         sans.email.insert(0, cn.to_owned());
     }
 }
-

@@ -58,10 +58,12 @@ impl Ca {
         let issuer = self
             .db
             .cert(appkey, store_id, t.parent_cert_id)?
-            .ok_or_else(|| CaError::Conflict(format!(
-                "template {template_id}: its issuer {} no longer exists",
-                t.parent_cert_id
-            )))?;
+            .ok_or_else(|| {
+                CaError::Conflict(format!(
+                    "template {template_id}: its issuer {} no longer exists",
+                    t.parent_cert_id
+                ))
+            })?;
         self.check_issuer_usable(&issuer, "template.parentCertId")?;
 
         let (subject, sans) = profile(&t, &p)?;
@@ -95,7 +97,9 @@ impl Ca {
             .issuer_key
             .as_ref()
             .ok_or_else(|| CaError::Internal(format!("issuer {} has no key", issuer.id)))?;
-        let sig_alg = issuer_key.key_algorithm.signature_algorithm(t.signature_bits);
+        let sig_alg = issuer_key
+            .key_algorithm
+            .signature_algorithm(t.signature_bits);
         let key_id = crate::hsm::KeyId::from_hex(&issuer_key.key_id)
             .ok_or_else(|| CaError::Internal(format!("issuer {} has a bad key id", issuer.id)))?;
         let signer = self.hsm.signer(key_id, sig_alg);
@@ -117,8 +121,9 @@ impl Ca {
             .policies
             .iter()
             .map(|o| {
-                o.parse()
-                    .map_err(|_| CaError::Internal(format!("template {} has a bad policy OID {o}", t.id)))
+                o.parse().map_err(|_| {
+                    CaError::Internal(format!("template {} has a bad policy OID {o}", t.id))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let params = CertParams {
@@ -152,7 +157,10 @@ impl Ca {
             id,
             appkey: appkey.to_owned(),
             store_id,
-            name: info.common_name.clone().unwrap_or_else(|| hex_name(&serial)),
+            name: info
+                .common_name
+                .clone()
+                .unwrap_or_else(|| hex_name(&serial)),
             description: None,
             cert_type: CertType::Leaf,
             parent_cert_id: Some(issuer.id),
@@ -213,20 +221,16 @@ impl Ca {
             )));
         }
         if cert.revocation.is_some() {
-            return Err(CaError::Conflict(format!("certId: {cert_id} is already revoked")));
+            return Err(CaError::Conflict(format!(
+                "certId: {cert_id} is already revoked"
+            )));
         }
         if !self.hsm.is_up() {
             return Err(CaError::HsmUnavailable(
                 "the revocation could not be published, so it was not recorded".into(),
             ));
         }
-        let rec = self.db.revoke(
-            &cert,
-            Revocation {
-                at: now(),
-                reason,
-            },
-        )?;
+        let rec = self.db.revoke(&cert, Revocation { at: now(), reason })?;
         self.db.durable()?;
         if let Err(e) = self.publisher.revoked(&store, &rec) {
             // The revocation is durable; its stale responses are gone, so OCSP answers tryLater
@@ -258,7 +262,9 @@ fn profile(t: &TemplateRecord, p: &LeafParams) -> Result<(SubjectInfo, Sans), Ca
         })
     })?;
     if common_name.chars().count() > 64 {
-        return Err(CaError::Invalid("commonName: must be at most 64 characters".into()));
+        return Err(CaError::Invalid(
+            "commonName: must be at most 64 characters".into(),
+        ));
     }
     let mut subject = match csr {
         Some(c) if t.use_csr_other_fields => SubjectInfo {
@@ -292,7 +298,11 @@ fn profile(t: &TemplateRecord, p: &LeafParams) -> Result<(SubjectInfo, Sans), Ca
         }
     }
     for (i, o) in sans.other.iter().enumerate() {
-        if !t.other_sans_whitelist.iter().any(|w| other_san_allowed(w, o)) {
+        if !t
+            .other_sans_whitelist
+            .iter()
+            .any(|w| other_san_allowed(w, o))
+        {
             return Err(CaError::Invalid(format!(
                 "otherSans[{i}]: {} {:?} matches no entry of the template's otherSansWhitelist",
                 o.oid, o.value
@@ -305,7 +315,12 @@ fn profile(t: &TemplateRecord, p: &LeafParams) -> Result<(SubjectInfo, Sans), Ca
 
 /// The leaf's notAfter: the request's TTL or date, capped by the template's maxTTL or
 /// maxSpecificDate and by the issuer's notAfter. Absent or 0 means as long as allowed.
-fn leaf_end(now: i64, v: Option<Validity>, t: &TemplateRecord, issuer_end: i64) -> Result<i64, CaError> {
+fn leaf_end(
+    now: i64,
+    v: Option<Validity>,
+    t: &TemplateRecord,
+    issuer_end: i64,
+) -> Result<i64, CaError> {
     let cap = match (t.max_ttl, t.max_specific_date) {
         (Some(0), _) | (None, None) => now + super::issuer::MAX_TTL as i64,
         (Some(ttl), _) => now + ttl as i64,
@@ -315,7 +330,9 @@ fn leaf_end(now: i64, v: Option<Validity>, t: &TemplateRecord, issuer_end: i64) 
         None | Some(Validity::Ttl(0)) => cap.min(issuer_end),
         Some(Validity::Ttl(s)) => now + s as i64,
         Some(Validity::Until(d)) if d <= now => {
-            return Err(CaError::Invalid("specificDate: must be in the future".into()))
+            return Err(CaError::Invalid(
+                "specificDate: must be in the future".into(),
+            ))
         }
         Some(Validity::Until(d)) => d,
     };
@@ -336,7 +353,9 @@ fn leaf_end(now: i64, v: Option<Validity>, t: &TemplateRecord, issuer_end: i64) 
         )));
     }
     if end <= now {
-        return Err(CaError::Invalid("ttlValue: the issuer or template leaves no validity".into()));
+        return Err(CaError::Invalid(
+            "ttlValue: the issuer or template leaves no validity".into(),
+        ));
     }
     Ok(end)
 }
@@ -377,7 +396,6 @@ pub(crate) fn glob(pattern: &str, s: &str) -> bool {
 fn hex_name(serial: &[u8]) -> String {
     super::hex(serial)
 }
-
 
 #[cfg(test)]
 mod tests {

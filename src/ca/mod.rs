@@ -103,9 +103,9 @@ impl Ca {
     /// The certificate `id` of a store, or 404.
     pub fn cert(&self, appkey: &str, store_id: u64, id: u64) -> Result<CertRecord, CaError> {
         self.store(appkey, store_id)?;
-        self.db
-            .cert(appkey, store_id, id)?
-            .ok_or_else(|| CaError::NotFound(format!("certId: no certificate {id} in store {store_id}")))
+        self.db.cert(appkey, store_id, id)?.ok_or_else(|| {
+            CaError::NotFound(format!("certId: no certificate {id} in store {store_id}"))
+        })
     }
 
     /// The issuers above `cert`: its issuer first, up to and including the root.
@@ -119,7 +119,9 @@ impl Ca {
             let parent = self
                 .db
                 .cert(&cert.appkey, cert.store_id, id)?
-                .ok_or_else(|| CaError::Internal(format!("issuer {id} of {} is missing", cert.id)))?;
+                .ok_or_else(|| {
+                    CaError::Internal(format!("issuer {id} of {} is missing", cert.id))
+                })?;
             next = parent.parent_cert_id;
             chain.push(parent);
         }
@@ -150,11 +152,13 @@ impl Ca {
     }
 
     /// The HSM key of an issuer certificate.
-    pub(crate) fn issuer_signer(&self, issuer: &CertRecord) -> Result<crate::hsm::HsmSigner, CaError> {
-        let key = issuer
-            .issuer_key
-            .as_ref()
-            .ok_or_else(|| CaError::Invalid(format!("certificate {} is not an issuer", issuer.id)))?;
+    pub(crate) fn issuer_signer(
+        &self,
+        issuer: &CertRecord,
+    ) -> Result<crate::hsm::HsmSigner, CaError> {
+        let key = issuer.issuer_key.as_ref().ok_or_else(|| {
+            CaError::Invalid(format!("certificate {} is not an issuer", issuer.id))
+        })?;
         let id = KeyId::from_hex(&key.key_id)
             .ok_or_else(|| CaError::Internal(format!("issuer {} has a bad key id", issuer.id)))?;
         Ok(self.hsm.signer(id, key.signature_algorithm))

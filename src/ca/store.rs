@@ -47,7 +47,12 @@ impl Ca {
 
     /// Replaces the store's settings ("Same as Create Store"); CRL/OCSP toggles affect only
     /// certificates issued from now on.
-    pub fn update_store(&self, appkey: &str, id: u64, p: StoreParams) -> Result<StoreRecord, CaError> {
+    pub fn update_store(
+        &self,
+        appkey: &str,
+        id: u64,
+        p: StoreParams,
+    ) -> Result<StoreRecord, CaError> {
         let old = self.store(appkey, id)?;
         let new = StoreRecord {
             name: p.name,
@@ -77,7 +82,11 @@ impl Ca {
         self.db.durable()?;
         self.publisher.store_deleted(&rec);
         for issuer in issuers {
-            if let Some(id) = issuer.issuer_key.as_ref().and_then(|k| KeyId::from_hex(&k.key_id)) {
+            if let Some(id) = issuer
+                .issuer_key
+                .as_ref()
+                .and_then(|k| KeyId::from_hex(&k.key_id))
+            {
                 if let Err(e) = self.hsm.destroy_key(&id) {
                     log::error!(
                         "store {} deleted but key {} of certificate {} could not be destroyed: {e}",

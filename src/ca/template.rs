@@ -48,11 +48,16 @@ impl Ca {
         Ok(rec)
     }
 
-    pub fn template(&self, appkey: &str, store_id: u64, id: u64) -> Result<TemplateRecord, CaError> {
+    pub fn template(
+        &self,
+        appkey: &str,
+        store_id: u64,
+        id: u64,
+    ) -> Result<TemplateRecord, CaError> {
         self.store(appkey, store_id)?;
-        self.db
-            .template(appkey, store_id, id)?
-            .ok_or_else(|| CaError::NotFound(format!("templateId: no template {id} in store {store_id}")))
+        self.db.template(appkey, store_id, id)?.ok_or_else(|| {
+            CaError::NotFound(format!("templateId: no template {id} in store {store_id}"))
+        })
     }
 
     pub fn list_templates(
@@ -92,7 +97,12 @@ impl Ca {
 
     /// Rules that need the database: the parent is a usable issuer of this store; the key usages
     /// fit the key type.
-    fn check_template(&self, appkey: &str, store_id: u64, p: &TemplateParams) -> Result<(), CaError> {
+    fn check_template(
+        &self,
+        appkey: &str,
+        store_id: u64,
+        p: &TemplateParams,
+    ) -> Result<(), CaError> {
         self.store(appkey, store_id)?;
         let parent = self
             .db
@@ -113,9 +123,8 @@ impl Ca {
             }
         }
         for ku in &p.key_usage {
-            cert::key_usage_allowed(p.key_algorithm.family(), *ku).map_err(|rule| {
-                CaError::Invalid(format!("keyUsage: {ku:?} {rule}"))
-            })?;
+            cert::key_usage_allowed(p.key_algorithm.family(), *ku)
+                .map_err(|rule| CaError::Invalid(format!("keyUsage: {ku:?} {rule}")))?;
         }
         Ok(())
     }

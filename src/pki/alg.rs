@@ -275,9 +275,18 @@ mod tests {
 
     #[test]
     fn key_info_table() {
-        assert_eq!(KeyAlgorithm::from_api("ECDSA", Some(384)), Ok(KeyAlgorithm::P384));
-        assert_eq!(KeyAlgorithm::from_api("EC", Some(224)), Ok(KeyAlgorithm::P224));
-        assert_eq!(KeyAlgorithm::from_api("ED25519", Some(1)), Ok(KeyAlgorithm::Ed25519));
+        assert_eq!(
+            KeyAlgorithm::from_api("ECDSA", Some(384)),
+            Ok(KeyAlgorithm::P384)
+        );
+        assert_eq!(
+            KeyAlgorithm::from_api("EC", Some(224)),
+            Ok(KeyAlgorithm::P224)
+        );
+        assert_eq!(
+            KeyAlgorithm::from_api("ED25519", Some(1)),
+            Ok(KeyAlgorithm::Ed25519)
+        );
         assert!(KeyAlgorithm::from_api("RSA", Some(1024)).is_err());
         assert!(KeyAlgorithm::from_api("DSA", Some(2048)).is_err());
     }

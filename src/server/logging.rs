@@ -32,7 +32,12 @@ impl Log for Stderr {
 
     fn log(&self, record: &Record<'_>) {
         let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
-        eprintln!("{now} {:5} {}: {}", record.level(), record.target(), record.args());
+        eprintln!(
+            "{now} {:5} {}: {}",
+            record.level(),
+            record.target(),
+            record.args()
+        );
     }
 
     fn flush(&self) {}

@@ -144,7 +144,7 @@ async fn run(
 /// SIGHUP: re-reads the config's TLS material and access roles; keeps the old ones on error.
 fn reload(config_path: &Path, tls: &RwLock<Arc<ServerConfig>>, api: &Api) {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
-    match Config::load(config_path).and_then(|c| Ok(Arc::new(c))) {
+    match Config::load(config_path).map(Arc::new) {
         Ok(new) => match tls::server_config(&new) {
             Ok(sc) => {
                 if let Ok(mut t) = tls.write() {

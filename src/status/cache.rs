@@ -58,7 +58,10 @@ struct Maps {
 impl Maps {
     fn insert(&mut self, cert_id: Vec<u8>, e: Arc<OcspEntry>) {
         for serial in &e.serials {
-            let forms = self.variants.entry((e.issuer_id, serial.clone())).or_default();
+            let forms = self
+                .variants
+                .entry((e.issuer_id, serial.clone()))
+                .or_default();
             if !forms.contains(&cert_id) {
                 forms.push(cert_id.clone());
             }
@@ -74,7 +77,12 @@ impl Cache {
     }
 
     /// The cached response for a CertID of a store: the hot path.
-    pub(super) fn get(&self, appkey: &str, store_id: u64, cert_id_der: &[u8]) -> Option<Arc<OcspEntry>> {
+    pub(super) fn get(
+        &self,
+        appkey: &str,
+        store_id: u64,
+        cert_id_der: &[u8],
+    ) -> Option<Arc<OcspEntry>> {
         let stores = self.stores.read().ok()?;
         let store = stores.get(&store_id).filter(|s| s.appkey == appkey)?;
         let maps = store.maps.read().ok()?;
@@ -82,7 +90,12 @@ impl Cache {
     }
 
     fn store(&self, appkey: &str, store_id: u64) -> Arc<StoreCache> {
-        if let Some(s) = self.stores.read().ok().and_then(|m| m.get(&store_id).cloned()) {
+        if let Some(s) = self
+            .stores
+            .read()
+            .ok()
+            .and_then(|m| m.get(&store_id).cloned())
+        {
             return s;
         }
         let mut stores = self.stores.write().unwrap_or_else(|p| p.into_inner());
@@ -134,7 +147,12 @@ impl Cache {
 
     /// Removes every cached form of one certificate's response (before re-signing on revoke).
     pub(super) fn forget_variants(&self, store_id: u64, issuer_id: u64, serial: &[u8]) {
-        let Some(store) = self.stores.read().ok().and_then(|m| m.get(&store_id).cloned()) else {
+        let Some(store) = self
+            .stores
+            .read()
+            .ok()
+            .and_then(|m| m.get(&store_id).cloned())
+        else {
             return;
         };
         let mut maps = store.maps.write().unwrap_or_else(|p| p.into_inner());

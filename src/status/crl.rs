@@ -34,7 +34,11 @@ impl Gates {
 impl Publisher {
     /// Signs a new CRL for `issuer` (unless one that covers this call is being or was just
     /// built) and stores it durably. Returns the issuer's current CRL record.
-    pub(crate) fn renew_crl(&self, store: &StoreRecord, issuer: &CertRecord) -> Result<CrlRecord, String> {
+    pub(crate) fn renew_crl(
+        &self,
+        store: &StoreRecord,
+        issuer: &CertRecord,
+    ) -> Result<CrlRecord, String> {
         let db = &self.inner.db;
         let gate = self.inner.crl_gates.gate(issuer.id);
         let ticket = gate.next_ticket.fetch_add(1, Ordering::SeqCst) + 1;
@@ -80,14 +84,19 @@ impl Publisher {
             this_update,
             next_update,
         };
-        db.put_crl(store.id, &rec, &der).map_err(|e| e.to_string())?;
+        db.put_crl(store.id, &rec, &der)
+            .map_err(|e| e.to_string())?;
         db.durable().map_err(|e| e.to_string())?;
         *covered = covers;
         Ok(rec)
     }
 
     /// The current CRL of an issuer, with its DER.
-    pub fn crl(&self, store_id: u64, issuer_id: u64) -> Result<Option<(CrlRecord, Vec<u8>)>, String> {
+    pub fn crl(
+        &self,
+        store_id: u64,
+        issuer_id: u64,
+    ) -> Result<Option<(CrlRecord, Vec<u8>)>, String> {
         let db = &self.inner.db;
         let Some(rec) = db.crl(issuer_id).map_err(|e| e.to_string())? else {
             return Ok(None);

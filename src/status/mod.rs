@@ -87,7 +87,9 @@ impl Publisher {
     /// revoke call answers.
     pub fn revoked(&self, store: &StoreRecord, cert: &CertRecord) -> Result<(), String> {
         let issuer_id = cert.parent_cert_id.unwrap_or(cert.id);
-        self.inner.cache.forget_variants(store.id, issuer_id, &cert.serial);
+        self.inner
+            .cache
+            .forget_variants(store.id, issuer_id, &cert.serial);
         let issuer = self
             .inner
             .db
@@ -100,7 +102,8 @@ impl Publisher {
                 .map_err(|e| format!("OCSP: {e}"))?;
         }
         if store.crl_active {
-            self.renew_crl(store, &issuer).map_err(|e| format!("CRL: {e}"))?;
+            self.renew_crl(store, &issuer)
+                .map_err(|e| format!("CRL: {e}"))?;
         }
         Ok(())
     }
@@ -122,7 +125,12 @@ impl Publisher {
 
     /// Answers an OCSP request from the cache when it can (the hot path: no HSM, no database).
     /// `Err` hands back the parsed CertIDs for `ocsp_slow`.
-    pub fn ocsp(&self, appkey: &str, store_id: u64, request: &[u8]) -> Result<OcspAnswer, Vec<RequestedCertId>> {
+    pub fn ocsp(
+        &self,
+        appkey: &str,
+        store_id: u64,
+        request: &[u8],
+    ) -> Result<OcspAnswer, Vec<RequestedCertId>> {
         let reqs = match ocsp::parse_request(request) {
             Ok(r) => r,
             Err(e) => return Ok(OcspAnswer::Error(e.status())),
@@ -151,7 +159,10 @@ impl Publisher {
     pub fn refresh_now(&self, store: &StoreRecord) -> Result<RefreshStats, String> {
         let stats = self.refresh_store(store)?;
         if let Ok(mut m) = self.inner.next_refresh.lock() {
-            m.insert(store.id, crate::ca::now() + i64::from(store.ocsp_refresh_period) * 3600);
+            m.insert(
+                store.id,
+                crate::ca::now() + i64::from(store.ocsp_refresh_period) * 3600,
+            );
         }
         Ok(stats)
     }

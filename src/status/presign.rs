@@ -40,7 +40,12 @@ impl Responder {
     }
 
     fn canonical_cert_id(&self, serial: &[u8]) -> Vec<u8> {
-        ocsp::cert_id_der(HashAlg::Sha1, &self.name_hash_sha1, &self.key_hash, minimal(serial))
+        ocsp::cert_id_der(
+            HashAlg::Sha1,
+            &self.name_hash_sha1,
+            &self.key_hash,
+            minimal(serial),
+        )
     }
 }
 
@@ -64,7 +69,10 @@ fn sign_entry(
         etag: etag(&der),
         der: Bytes::from(der),
         this_update,
-        next_update: singles.first().map(|s| s.next_update).unwrap_or(this_update),
+        next_update: singles
+            .first()
+            .map(|s| s.next_update)
+            .unwrap_or(this_update),
         refresh_at,
         issuer_id: responder.cert.id,
         serials,
@@ -142,7 +150,15 @@ impl Publisher {
                             this_update: t,
                             next_update,
                         };
-                        match sign_entry(self, r, &signers[*ri], &[single], vec![s.serial.clone()], refresh_at, generation) {
+                        match sign_entry(
+                            self,
+                            r,
+                            &signers[*ri],
+                            &[single],
+                            vec![s.serial.clone()],
+                            refresh_at,
+                            generation,
+                        ) {
                             Ok(e) => local.push((cert_id, e)),
                             Err(e) => {
                                 if failed.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -169,7 +185,9 @@ impl Publisher {
             .collect();
         let signed = fresh.len();
         let ids: Vec<u64> = responders.iter().map(|r| r.cert.id).collect();
-        self.inner.cache.swap_in(&store.appkey, store.id, &ids, generation, fresh);
+        self.inner
+            .cache
+            .swap_in(&store.appkey, store.id, &ids, generation, fresh);
         db.put_ocsp(store.id, &rows).map_err(|e| e.to_string())?;
         Ok(RefreshStats {
             signed,
@@ -179,7 +197,12 @@ impl Publisher {
     }
 
     /// Signs (again) the canonical response of one certificate: at issuance and on revoke.
-    pub(crate) fn sign_one(&self, store: &StoreRecord, issuer_id: u64, serial: &[u8]) -> Result<(), String> {
+    pub(crate) fn sign_one(
+        &self,
+        store: &StoreRecord,
+        issuer_id: u64,
+        serial: &[u8],
+    ) -> Result<(), String> {
         let db = &self.inner.db;
         let generation = self.inner.cache.next_generation();
         let s = db
@@ -200,7 +223,15 @@ impl Publisher {
             this_update: t,
             next_update: t + 2 * period(store),
         };
-        let e = sign_entry(self, &r, &signer, &[single], vec![serial.to_vec()], self.refresh_at(store, t), generation)?;
+        let e = sign_entry(
+            self,
+            &r,
+            &signer,
+            &[single],
+            vec![serial.to_vec()],
+            self.refresh_at(store, t),
+            generation,
+        )?;
         let row = OcspRow {
             issuer_id,
             serial: serial.to_vec(),
@@ -215,7 +246,12 @@ impl Publisher {
 
     /// Forgets the persisted canonical response of a certificate, so that a restart can never
     /// serve it once the certificate is revoked.
-    pub(crate) fn forget_persisted(&self, store: &StoreRecord, issuer: &CertRecord, serial: &[u8]) -> Result<(), String> {
+    pub(crate) fn forget_persisted(
+        &self,
+        store: &StoreRecord,
+        issuer: &CertRecord,
+        serial: &[u8],
+    ) -> Result<(), String> {
         let r = Responder::new(issuer.clone())?;
         self.inner
             .db
@@ -270,7 +306,9 @@ impl Publisher {
                 next_update: t + 2 * period(&store),
             });
         }
-        let Some(issuer) = responder else { return unauthorized };
+        let Some(issuer) = responder else {
+            return unauthorized;
+        };
         if !self.inner.hsm.is_up() {
             return OcspAnswer::Error(OcspErrorStatus::TryLater);
         }
@@ -281,10 +319,20 @@ impl Publisher {
             return OcspAnswer::Error(OcspErrorStatus::InternalError);
         };
         let serials = reqs.iter().map(|r| r.key.serial.clone()).collect();
-        match sign_entry(self, &r, &signer, &singles, serials, self.refresh_at(&store, t), generation) {
+        match sign_entry(
+            self,
+            &r,
+            &signer,
+            &singles,
+            serials,
+            self.refresh_at(&store, t),
+            generation,
+        ) {
             Ok(e) => {
                 let key: Vec<u8> = reqs.iter().flat_map(|r| r.der.iter().copied()).collect();
-                self.inner.cache.put(&store.appkey, store.id, key.clone(), e);
+                self.inner
+                    .cache
+                    .put(&store.appkey, store.id, key.clone(), e);
                 match self.inner.cache.get(&store.appkey, store.id, &key) {
                     Some(e) => OcspAnswer::Signed(e),
                     None => OcspAnswer::Error(OcspErrorStatus::InternalError),
@@ -332,7 +380,9 @@ impl Publisher {
                     generation: 0,
                 };
                 self.note_refreshed(store.id, row.this_update + period(&store));
-                self.inner.cache.put(&store.appkey, store.id, row.cert_id_der, e);
+                self.inner
+                    .cache
+                    .put(&store.appkey, store.id, row.cert_id_der, e);
             }
         }
         Ok(())

@@ -244,7 +244,11 @@ impl Db {
             t.template_names.remove(k?)?;
         }
         for prefix in ["crl/", "ocsp/"] {
-            for k in t.blobs.scan_prefix(blob_store_prefix(prefix, rec.id)).keys() {
+            for k in t
+                .blobs
+                .scan_prefix(blob_store_prefix(prefix, rec.id))
+                .keys()
+            {
                 t.blobs.remove(k?)?;
             }
         }
@@ -356,7 +360,11 @@ impl Db {
 
     /// Records a revocation on the certificate and its serial record, atomically; a second
     /// revocation is a conflict.
-    pub fn revoke(&self, cert: &CertRecord, revocation: Revocation) -> Result<CertRecord, StoreError> {
+    pub fn revoke(
+        &self,
+        cert: &CertRecord,
+        revocation: Revocation,
+    ) -> Result<CertRecord, StoreError> {
         let issuer_id = cert.parent_cert_id.unwrap_or(cert.id);
         let t = &self.trees;
         (&t.certs, &t.serials, &t.revoked)
@@ -364,9 +372,12 @@ impl Db {
                 let Some(v) = certs.get(cert.id.to_be_bytes())? else {
                     return abort(StoreError::NotFound);
                 };
-                let mut rec: CertRecord = decode("cert", &v).map_err(ConflictableTransactionError::Abort)?;
+                let mut rec: CertRecord =
+                    decode("cert", &v).map_err(ConflictableTransactionError::Abort)?;
                 if rec.revocation.is_some() {
-                    return abort(StoreError::Conflict("certificate is already revoked".into()));
+                    return abort(StoreError::Conflict(
+                        "certificate is already revoked".into(),
+                    ));
                 }
                 rec.revocation = Some(revocation);
                 certs.insert(&rec.id.to_be_bytes(), encode(&rec))?;
@@ -396,7 +407,11 @@ impl Db {
     }
 
     /// The serial record of one certificate of an issuer.
-    pub fn serial(&self, issuer_id: u64, serial: &[u8]) -> Result<Option<SerialRecord>, StoreError> {
+    pub fn serial(
+        &self,
+        issuer_id: u64,
+        serial: &[u8],
+    ) -> Result<Option<SerialRecord>, StoreError> {
         self.trees
             .serials
             .get(with_prefix(issuer_id, serial))?
@@ -471,7 +486,12 @@ impl Db {
         size: u64,
     ) -> Result<Page<TemplateRecord>, StoreError> {
         let mut items = Vec::new();
-        for k in self.trees.store_templates.scan_prefix(store_id.to_be_bytes()).keys() {
+        for k in self
+            .trees
+            .store_templates
+            .scan_prefix(store_id.to_be_bytes())
+            .keys()
+        {
             let k = k?;
             let Some(v) = self.trees.templates.get(&k[8..16])? else {
                 continue;
@@ -670,7 +690,10 @@ impl Db {
     }
 
     /// Every persisted OCSP response of a store.
-    pub fn ocsp_of_store(&self, store_id: u64) -> impl Iterator<Item = Result<OcspRow, StoreError>> {
+    pub fn ocsp_of_store(
+        &self,
+        store_id: u64,
+    ) -> impl Iterator<Item = Result<OcspRow, StoreError>> {
         self.trees
             .ocsp
             .scan_prefix(store_id.to_be_bytes())
@@ -693,7 +716,12 @@ impl Db {
     }
 
     /// Forgets one persisted OCSP response (its certificate was just revoked).
-    pub fn forget_ocsp(&self, store_id: u64, issuer_id: u64, cert_id_der: &[u8]) -> Result<(), StoreError> {
+    pub fn forget_ocsp(
+        &self,
+        store_id: u64,
+        issuer_id: u64,
+        cert_id_der: &[u8],
+    ) -> Result<(), StoreError> {
         let mut k = two(store_id, issuer_id).to_vec();
         k.extend_from_slice(cert_id_der);
         self.trees.ocsp.remove(k)?;
