@@ -23,6 +23,14 @@ pub struct Authed {
 }
 
 impl Authed {
+    /// The caller as the CA's audit trail names it.
+    pub fn actor(&self) -> crate::ca::Actor {
+        crate::ca::Actor {
+            identity: self.identity.clone(),
+            appkey: self.appkey.clone(),
+        }
+    }
+
     /// Demands ADMIN (VIEWER is enough for reads).
     pub fn require(&self, role: Role) -> Result<(), ApiError> {
         if self.role >= role {

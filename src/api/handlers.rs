@@ -11,8 +11,9 @@ use super::leaf_body::{Format, KeyFormat, LeafBody, LeafRequest, RevokeBody, Tem
 use super::revocation::{self, CrlForm};
 use super::route::{percent_decode, Matched, Route};
 use super::{views, Api, Authed, Reply};
+use crate::ca::Target;
 use crate::config::Role;
-use crate::store::CertFilter;
+use crate::store::{AuditFilter, CertFilter};
 
 /// Dispatches a matched route. `caller` is `Some` for every management route.
 pub(super) async fn route(
@@ -42,13 +43,6 @@ pub(super) async fn route(
         (Method::GET, Route::OcspGet(s, path), _) => {
             Ok(revocation::ocsp(api, appkey, s, Some(&path), headers, &body).await)
         }
-        (Method::GET, Route::Crl(s, c), Some(_)) => {
-            revocation::crl(api, appkey, s, c, CrlForm::Info).await
-        }
-        (Method::POST, Route::Crl(s, c), Some(who)) => {
-            who.require(Role::Admin)?;
-            revocation::renew_crl(api, appkey, s, c, &body).await
-        }
         (_, route, Some(who)) => management(api, method, route, who, query, body).await,
         (_, _, None) => Err(ApiError::method_not_allowed()),
     }
@@ -62,7 +56,51 @@ async fn management(
     query: &str,
     body: Bytes,
 ) -> Result<Reply, ApiError> {
+    let action = mutation(method, &route);
+    let result = management_inner(api, method, route, who.clone(), query, body).await;
+    if let (Err(e), Some((action, target))) = (&result, action) {
+        let ca = api.ca.clone();
+        let actor = who.actor();
+        let why = format!("{} {}", e.code, e.message);
+        // Best effort, off the executor: a refused request changed nothing.
+        tokio::task::spawn_blocking(move || ca.audit_refusal(&actor, action, target, &why));
+    }
+    result
+}
+
+/// The audit action of a state-changing route, and what it is about.
+fn mutation(method: &Method, route: &Route) -> Option<(&'static str, Target)> {
+    let t = |store: u64, cert: Option<u64>, template: Option<u64>| Target {
+        store: Some(store),
+        cert,
+        template,
+        serial: None,
+    };
+    Some(match (method.clone(), route) {
+        (Method::POST, Route::Stores) => ("STORE_CREATE", Target::default()),
+        (Method::PUT, Route::Store(s)) => ("STORE_UPDATE", t(*s, None, None)),
+        (Method::DELETE, Route::Store(s)) => ("STORE_DELETE", t(*s, None, None)),
+        (Method::POST, Route::Certs(s)) => ("ISSUER_CREATE", t(*s, None, None)),
+        (Method::POST, Route::CertRevoke(s, c)) => ("CERT_REVOKE", t(*s, Some(*c), None)),
+        (Method::POST, Route::Templates(s)) => ("TEMPLATE_CREATE", t(*s, None, None)),
+        (Method::PUT, Route::Template(s, id)) => ("TEMPLATE_UPDATE", t(*s, None, Some(*id))),
+        (Method::DELETE, Route::Template(s, id)) => ("TEMPLATE_DELETE", t(*s, None, Some(*id))),
+        (Method::POST, Route::TemplateIssue(s, id)) => ("LEAF_ISSUE", t(*s, None, Some(*id))),
+        (Method::POST, Route::Crl(s, c)) => ("CRL_RENEW", t(*s, Some(*c), None)),
+        _ => return None,
+    })
+}
+
+async fn management_inner(
+    api: &Api,
+    method: &Method,
+    route: Route,
+    who: Authed,
+    query: &str,
+    body: Bytes,
+) -> Result<Reply, ApiError> {
     let appkey = who.appkey.clone();
+    let actor = who.actor();
     let q = Query::parse(query)?;
     match (method.clone(), route) {
         (Method::GET, Route::Stores) => {
@@ -77,7 +115,7 @@ async fn management(
             who.require(Role::Admin)?;
             let params = body::json::<StoreBody>(&body)?.check()?;
             let s = api
-                .blocking(move |ca| ca.create_store(&appkey, params))
+                .blocking(move |ca| ca.create_store(&actor, params))
                 .await?;
             Ok(Reply::Json(views::store(&s)))
         }
@@ -92,13 +130,13 @@ async fn management(
             api.blocking(move |ca| ca.store(&k, id)).await?;
             let params = body::json::<StoreBody>(&body)?.check()?;
             let s = api
-                .blocking(move |ca| ca.update_store(&appkey, id, params))
+                .blocking(move |ca| ca.update_store(&actor, id, params))
                 .await?;
             Ok(Reply::Json(views::store(&s)))
         }
         (Method::DELETE, Route::Store(id)) => {
             who.require(Role::Admin)?;
-            api.blocking(move |ca| ca.delete_store(&appkey, id)).await?;
+            api.blocking(move |ca| ca.delete_store(&actor, id)).await?;
             Ok(Reply::Json(Value::Null))
         }
         (Method::GET, Route::Certs(store)) => {
@@ -130,7 +168,7 @@ async fn management(
             api.blocking(move |ca| ca.store(&k, store)).await?;
             let params = body::json::<IssuerBody>(&body)?.check()?;
             let c = api
-                .blocking(move |ca| ca.create_issuer(&appkey, store, params))
+                .blocking(move |ca| ca.create_issuer(&actor, store, params))
                 .await?;
             let chain = {
                 let c = c.clone();
@@ -160,13 +198,35 @@ async fn management(
                 body: Bytes::from(crate::pki::cert::to_pem(&c.der)),
             })
         }
+        (Method::GET, Route::Crl(s, c)) => revocation::crl(api, appkey, s, c, CrlForm::Info).await,
+        (Method::POST, Route::Crl(s, c)) => {
+            who.require(Role::Admin)?;
+            revocation::renew_crl(api, actor, s, c, &body).await
+        }
+        (Method::GET, Route::AuditEvents) => {
+            who.require(Role::Admin)?;
+            let (page, size) = q.paging()?;
+            let filter = AuditFilter {
+                action: q.get("action"),
+                from: q.time("from")?,
+                to: q.time("to")?,
+            };
+            let p = api
+                .blocking(move |ca| Ok(ca.db.list_audit(&appkey, &filter, page, size)?))
+                .await?;
+            Ok(Reply::Json(views::page(&p, |e| {
+                let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
+                v["time"] = json!(super::timestamp(e.time));
+                v
+            })))
+        }
         (Method::POST, Route::CertRevoke(store, id)) => {
             who.require(Role::Admin)?;
             let k = appkey.clone();
             api.blocking(move |ca| ca.cert(&k, store, id)).await?;
             let reason = RevokeBody::reason(&body)?;
             let c = api
-                .blocking(move |ca| ca.revoke(&appkey, store, id, reason))
+                .blocking(move |ca| ca.revoke(&actor, store, id, reason))
                 .await?;
             Ok(Reply::Json(views::cert(&c)))
         }
@@ -186,7 +246,7 @@ async fn management(
             api.blocking(move |ca| ca.store(&k, store)).await?;
             let params = body::json::<TemplateBody>(&body)?.check()?;
             let t = api
-                .blocking(move |ca| ca.create_template(&appkey, store, params))
+                .blocking(move |ca| ca.create_template(&actor, store, params))
                 .await?;
             Ok(Reply::Json(views::template(&t)))
         }
@@ -202,13 +262,13 @@ async fn management(
             api.blocking(move |ca| ca.template(&k, store, id)).await?;
             let params = body::json::<TemplateBody>(&body)?.check()?;
             let t = api
-                .blocking(move |ca| ca.update_template(&appkey, store, id, params))
+                .blocking(move |ca| ca.update_template(&actor, store, id, params))
                 .await?;
             Ok(Reply::Json(views::template(&t)))
         }
         (Method::DELETE, Route::Template(store, id)) => {
             who.require(Role::Admin)?;
-            api.blocking(move |ca| ca.delete_template(&appkey, store, id))
+            api.blocking(move |ca| ca.delete_template(&actor, store, id))
                 .await?;
             Ok(Reply::Json(Value::Null))
         }
@@ -224,7 +284,7 @@ async fn management(
                 remove_roots_from_chain,
             } = req;
             let leaf = api
-                .blocking(move |ca| ca.issue_leaf(&appkey, store, id, params))
+                .blocking(move |ca| ca.issue_leaf(&actor, store, id, params))
                 .await?;
             Ok(Reply::Json(issued_leaf(
                 &leaf,
@@ -233,14 +293,7 @@ async fn management(
                 remove_roots_from_chain,
             )?))
         }
-        (_, route) => {
-            let known = !matches!(route, Route::AuditEvents);
-            if known {
-                Err(ApiError::method_not_allowed())
-            } else {
-                Err(ApiError::not_found("no such route"))
-            }
-        }
+        (_, _) => Err(ApiError::method_not_allowed()),
     }
 }
 
@@ -372,6 +425,17 @@ impl Query {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.clone())
             .filter(|v| !v.is_empty())
+    }
+
+    /// A time filter: the seed's `2024-01-01 00:00:00`, or `2024-01-01T00:00:00` (UTC).
+    fn time(&self, key: &str) -> Result<Option<i64>, ApiError> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        let v = v.replace('T', " ");
+        chrono::NaiveDateTime::parse_from_str(&v, "%Y-%m-%d %H:%M:%S")
+            .map(|t| Some(t.and_utc().timestamp()))
+            .map_err(|_| ApiError::invalid(format!("{key}: must look like 2024-01-01 00:00:00")))
     }
 
     /// `page` (from 0, default 0) and `size` (1 to 1000, default 10).

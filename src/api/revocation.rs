@@ -62,7 +62,7 @@ pub async fn crl(
 /// POST `.../certs/{issuerCertId}/crl`: renew now; answers `true`.
 pub async fn renew_crl(
     api: &Api,
-    appkey: String,
+    actor: crate::ca::Actor,
     store_id: u64,
     issuer_id: u64,
     body: &[u8],
@@ -72,13 +72,20 @@ pub async fn renew_crl(
         return Err(ApiError::malformed("body: must be true (or empty)"));
     }
     api.blocking(move |ca| {
-        let (store, issuer) = crl_issuer(ca, &appkey, store_id, issuer_id)?;
+        let (store, issuer) = crl_issuer(ca, &actor.appkey, store_id, issuer_id)?;
         if !ca.hsm.is_up() {
             return Err(CaError::HsmUnavailable("the CRL was not renewed".into()));
         }
         ca.publisher
             .renew_crl(&store, &issuer)
             .map_err(CaError::Internal)?;
+        let target = crate::ca::Target {
+            store: Some(store.id),
+            cert: Some(issuer.id),
+            ..Default::default()
+        };
+        ca.audit(&actor, "CRL_RENEW", target, "SUCCESS")?;
+        ca.db.durable()?;
         Ok(())
     })
     .await?;

@@ -1,7 +1,7 @@
 //! ROOT and INTERMEDIATE certificates: the key is generated in the HSM, the certificate is signed
 //! by the parent's HSM key (or its own, for a root).
 
-use super::{now, random_serial, Ca, CaError};
+use super::{now, random_serial, Actor, Ca, CaError, Target};
 use crate::pki::cert::{self, BasicConstraints, CertParams, KeyUsage, Sans, SubjectInfo};
 use crate::pki::{KeyAlgorithm, SignatureAlgorithm};
 use crate::store::{CertRecord, CertType, IssuerKey, SerialRecord, StoreRecord};
@@ -40,10 +40,11 @@ impl Ca {
     /// durably. On any failure after key generation, the new key is destroyed.
     pub fn create_issuer(
         &self,
-        appkey: &str,
+        who: &Actor,
         store_id: u64,
         p: IssuerParams,
     ) -> Result<CertRecord, CaError> {
+        let appkey = who.appkey.as_str();
         let store = self.store(appkey, store_id)?;
         let parent = match (p.cert_type, p.parent_cert_id) {
             (CertType::Intermediate, Some(pid)) => Some(self.usable_parent(&store, pid, &p)?),
@@ -83,6 +84,7 @@ impl Ca {
         let label = format!("pcad/{appkey}/{store_id}/{id}");
         let key = self.hsm.generate_key(p.key, &label)?;
         let result = self.sign_and_store_issuer(
+            who,
             &store,
             parent.as_ref(),
             id,
@@ -102,6 +104,7 @@ impl Ca {
     #[allow(clippy::too_many_arguments)]
     fn sign_and_store_issuer(
         &self,
+        who: &Actor,
         store: &StoreRecord,
         parent: Option<&CertRecord>,
         id: u64,
@@ -195,6 +198,13 @@ impl Ca {
             revocation: None,
         };
         self.db.insert_cert(Some(&rec), &serial_rec)?;
+        let target = Target {
+            store: Some(store.id),
+            cert: Some(rec.id),
+            template: None,
+            serial: Some(rec.serial.clone()),
+        };
+        self.audit(who, "ISSUER_CREATE", target, "SUCCESS")?;
         self.db.durable()?;
         self.publisher.issued(store, &serial_rec, Some(&rec));
         Ok(rec)

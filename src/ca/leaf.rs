@@ -2,7 +2,7 @@
 //! CSR's key), and revocation.
 
 use super::issuer::{add_common_name, Validity};
-use super::{now, random_serial, Ca, CaError};
+use super::{now, random_serial, Actor, Ca, CaError, Target};
 use crate::pki::cert::{self, BasicConstraints, CertParams, OidValue, Sans, SubjectInfo};
 use crate::pki::crl::RevocationReason;
 use crate::pki::csr::Csr;
@@ -48,11 +48,12 @@ impl Ca {
     /// drawn; nothing is recorded unless the certificate was signed.
     pub fn issue_leaf(
         &self,
-        appkey: &str,
+        who: &Actor,
         store_id: u64,
         template_id: u64,
         p: LeafParams,
     ) -> Result<IssuedLeaf, CaError> {
+        let appkey = who.appkey.as_str();
         let store = self.store(appkey, store_id)?;
         let t = self.template(appkey, store_id, template_id)?;
         let issuer = self
@@ -190,6 +191,13 @@ impl Ca {
             revocation: None,
         };
         self.db.insert_cert(rec.as_ref(), &serial_rec)?;
+        let target = Target {
+            store: Some(store_id),
+            cert: cert_id,
+            template: Some(t.id),
+            serial: Some(serial.clone()),
+        };
+        self.audit(who, "LEAF_ISSUE", target, "SUCCESS")?;
         self.db.durable()?;
         self.publisher.issued(&store, &serial_rec, rec.as_ref());
         let mut chain = vec![issuer.clone()];
@@ -208,13 +216,13 @@ impl Ca {
     /// before this returns.
     pub fn revoke(
         &self,
-        appkey: &str,
+        who: &Actor,
         store_id: u64,
         cert_id: u64,
         reason: RevocationReason,
     ) -> Result<CertRecord, CaError> {
-        let store = self.store(appkey, store_id)?;
-        let cert = self.cert(appkey, store_id, cert_id)?;
+        let store = self.store(&who.appkey, store_id)?;
+        let cert = self.cert(&who.appkey, store_id, cert_id)?;
         if cert.cert_type == CertType::Root {
             return Err(CaError::Conflict(format!(
                 "certId: {cert_id} is a ROOT; a root cannot be revoked (delete its store instead)"
@@ -231,6 +239,13 @@ impl Ca {
             ));
         }
         let rec = self.db.revoke(&cert, Revocation { at: now(), reason })?;
+        let target = Target {
+            store: Some(store_id),
+            cert: Some(cert_id),
+            template: None,
+            serial: Some(rec.serial.clone()),
+        };
+        self.audit(who, "CERT_REVOKE", target, "SUCCESS")?;
         self.db.durable()?;
         if let Err(e) = self.publisher.revoked(&store, &rec) {
             // The revocation is durable; its stale responses are gone, so OCSP answers tryLater

@@ -2,11 +2,13 @@
 //! every rule of the seed that needs the database. Functions block (HSM and durable writes):
 //! the API calls them on blocking threads.
 
+mod audit;
 mod issuer;
 mod leaf;
 mod store;
 mod template;
 
+pub use audit::{Actor, Target};
 pub use issuer::{IssuerParams, Validity};
 pub use leaf::{IssuedLeaf, LeafKey, LeafMode, LeafParams};
 pub use store::StoreParams;

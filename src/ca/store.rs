@@ -1,6 +1,6 @@
 //! Stores: create, replace, delete (with their HSM keys).
 
-use super::{now, Ca, CaError};
+use super::{now, Actor, Ca, CaError, Target};
 use crate::hsm::KeyId;
 use crate::store::{Page, StoreRecord};
 
@@ -16,7 +16,8 @@ pub struct StoreParams {
 }
 
 impl Ca {
-    pub fn create_store(&self, appkey: &str, p: StoreParams) -> Result<StoreRecord, CaError> {
+    pub fn create_store(&self, who: &Actor, p: StoreParams) -> Result<StoreRecord, CaError> {
+        let appkey = who.appkey.as_str();
         let t = now();
         let rec = StoreRecord {
             id: self.db.next_id()?,
@@ -31,6 +32,7 @@ impl Ca {
             updated_at: t,
         };
         self.db.insert_store(&rec)?;
+        self.audit(who, "STORE_CREATE", store_target(rec.id), "SUCCESS")?;
         self.db.durable()?;
         Ok(rec)
     }
@@ -49,11 +51,11 @@ impl Ca {
     /// certificates issued from now on.
     pub fn update_store(
         &self,
-        appkey: &str,
+        who: &Actor,
         id: u64,
         p: StoreParams,
     ) -> Result<StoreRecord, CaError> {
-        let old = self.store(appkey, id)?;
+        let old = self.store(&who.appkey, id)?;
         let new = StoreRecord {
             name: p.name,
             description: p.description,
@@ -65,20 +67,22 @@ impl Ca {
             ..old.clone()
         };
         self.db.update_store(&old, &new)?;
+        self.audit(who, "STORE_UPDATE", store_target(id), "SUCCESS")?;
         self.db.durable()?;
         self.publisher.store_changed(&new);
         Ok(new)
     }
 
     /// Deletes the store with everything in it, then destroys its issuer keys in the HSM.
-    pub fn delete_store(&self, appkey: &str, id: u64) -> Result<(), CaError> {
-        let rec = self.store(appkey, id)?;
+    pub fn delete_store(&self, who: &Actor, id: u64) -> Result<(), CaError> {
+        let rec = self.store(&who.appkey, id)?;
         if !self.hsm.is_up() {
             return Err(CaError::HsmUnavailable(
                 "the store's keys cannot be destroyed now; nothing was deleted".into(),
             ));
         }
         let issuers = self.db.delete_store(&rec)?;
+        self.audit(who, "STORE_DELETE", store_target(id), "SUCCESS")?;
         self.db.durable()?;
         self.publisher.store_deleted(&rec);
         for issuer in issuers {
@@ -87,7 +91,18 @@ impl Ca {
                 .as_ref()
                 .and_then(|k| KeyId::from_hex(&k.key_id))
             {
-                if let Err(e) = self.hsm.destroy_key(&id) {
+                let result = self.hsm.destroy_key(&id);
+                let target = Target {
+                    store: Some(rec.id),
+                    cert: Some(issuer.id),
+                    ..Target::default()
+                };
+                let outcome = match &result {
+                    Ok(()) => "SUCCESS".to_owned(),
+                    Err(e) => format!("FAILED: {e}"),
+                };
+                self.audit_refusal(who, "KEY_DESTROY", target, &outcome);
+                if let Err(e) = result {
                     log::error!(
                         "store {} deleted but key {} of certificate {} could not be destroyed: {e}",
                         rec.id,
@@ -98,5 +113,12 @@ impl Ca {
             }
         }
         Ok(())
+    }
+}
+
+fn store_target(id: u64) -> Target {
+    Target {
+        store: Some(id),
+        ..Target::default()
     }
 }

@@ -1,6 +1,6 @@
 //! Templates: the seed's Template API (Vault PKI roles under other names).
 
-use super::{now, Ca, CaError};
+use super::{now, Actor, Ca, CaError, Target};
 use crate::pki::cert::{self, ExtendedKeyUsage, KeyUsage, OidValue, SubjectInfo};
 use crate::pki::KeyAlgorithm;
 use crate::store::{Page, TemplateRecord};
@@ -36,14 +36,21 @@ pub struct TemplateParams {
 impl Ca {
     pub fn create_template(
         &self,
-        appkey: &str,
+        who: &Actor,
         store_id: u64,
         p: TemplateParams,
     ) -> Result<TemplateRecord, CaError> {
+        let appkey = who.appkey.as_str();
         self.check_template(appkey, store_id, &p)?;
         let t = now();
         let rec = record(self.db.next_id()?, appkey, store_id, p, t, t);
         self.db.insert_template(&rec)?;
+        self.audit(
+            who,
+            "TEMPLATE_CREATE",
+            template_target(store_id, rec.id),
+            "SUCCESS",
+        )?;
         self.db.durable()?;
         Ok(rec)
     }
@@ -75,22 +82,35 @@ impl Ca {
     /// Replaces a template ("Same as Create Template").
     pub fn update_template(
         &self,
-        appkey: &str,
+        who: &Actor,
         store_id: u64,
         id: u64,
         p: TemplateParams,
     ) -> Result<TemplateRecord, CaError> {
+        let appkey = who.appkey.as_str();
         let old = self.template(appkey, store_id, id)?;
         self.check_template(appkey, store_id, &p)?;
         let new = record(id, appkey, store_id, p, old.created_at, now());
         self.db.update_template(&old, &new)?;
+        self.audit(
+            who,
+            "TEMPLATE_UPDATE",
+            template_target(store_id, id),
+            "SUCCESS",
+        )?;
         self.db.durable()?;
         Ok(new)
     }
 
-    pub fn delete_template(&self, appkey: &str, store_id: u64, id: u64) -> Result<(), CaError> {
-        let old = self.template(appkey, store_id, id)?;
+    pub fn delete_template(&self, who: &Actor, store_id: u64, id: u64) -> Result<(), CaError> {
+        let old = self.template(&who.appkey, store_id, id)?;
         self.db.delete_template(&old)?;
+        self.audit(
+            who,
+            "TEMPLATE_DELETE",
+            template_target(store_id, id),
+            "SUCCESS",
+        )?;
         self.db.durable()?;
         Ok(())
     }
@@ -167,5 +187,13 @@ fn record(
         other_fields: p.other_fields,
         created_at,
         updated_at,
+    }
+}
+
+fn template_target(store: u64, template: u64) -> Target {
+    Target {
+        store: Some(store),
+        template: Some(template),
+        ..Target::default()
     }
 }

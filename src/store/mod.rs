@@ -1,10 +1,12 @@
 //! Everything sled: typed trees, id counters, indexes, and writes that are durable before the
 //! API answers.
 
+mod audit;
 mod durable;
 mod records;
 mod trees;
 
+pub use audit::{AuditEvent, AuditFilter};
 pub use records::{
     CertRecord, CertType, CrlRecord, IssuerKey, Revocation, SerialRecord, StoreRecord,
     TemplateRecord,

@@ -11,6 +11,7 @@ use super::{decode, encode, Db, StoreError};
 #[derive(Clone)]
 pub(super) struct Trees {
     pub(super) meta: sled::Tree,
+    pub(super) audit: sled::Tree,
     stores: sled::Tree,
     store_names: sled::Tree,
     certs: sled::Tree,
@@ -29,6 +30,7 @@ impl Trees {
     pub(super) fn open(db: &sled::Db) -> Result<Trees, StoreError> {
         Ok(Trees {
             meta: db.open_tree("meta")?,
+            audit: db.open_tree("audit")?,
             stores: db.open_tree("stores")?,
             store_names: db.open_tree("store_names")?,
             certs: db.open_tree("certs")?,
@@ -82,7 +84,7 @@ fn store_name_key(appkey: &str, name: &str) -> Vec<u8> {
     k
 }
 
-fn paginate<T>(items: Vec<T>, page: u64, size: u64) -> Page<T> {
+pub(super) fn paginate<T>(items: Vec<T>, page: u64, size: u64) -> Page<T> {
     let total_count = items.len() as u64;
     let start = page.saturating_mul(size);
     let items = items
