@@ -8,6 +8,7 @@ pub mod api;
 pub mod ca;
 pub mod config;
 pub mod hsm;
+pub mod metrics;
 pub mod pki;
 pub mod quickstart;
 pub mod server;

@@ -78,11 +78,16 @@ impl Api {
         listener: Listener,
     ) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
-        let result = self.dispatch(parts, body, &peer, listener).await;
-        match result {
+        let mut route = "none";
+        let result = self
+            .dispatch(parts, body, &peer, listener, &mut route)
+            .await;
+        let response = match result {
             Ok(reply) => into_response(reply),
             Err(e) => error_response(e),
-        }
+        };
+        crate::metrics::METRICS.request(route, response.status().as_u16());
+        response
     }
 
     async fn dispatch(
@@ -91,10 +96,12 @@ impl Api {
         body: Incoming,
         peer: &Peer,
         listener: Listener,
+        route_name: &mut &'static str,
     ) -> Result<Reply, ApiError> {
         let path = parts.uri.path();
         let matched =
             route::parse(path)?.ok_or_else(|| ApiError::not_found(format!("no route {path}")))?;
+        *route_name = matched.route.name();
         if listener == Listener::Public && !matched.route.is_public(&parts.method) {
             return Err(ApiError::not_found(format!(
                 "no route {path} on the public listener"

@@ -196,7 +196,10 @@ pub async fn ocsp(
         }
     };
     match answer {
-        OcspAnswer::Signed(e) => signed(&e, headers),
+        OcspAnswer::Signed(e) => {
+            crate::metrics::METRICS.ocsp("successful");
+            signed(&e, headers)
+        }
         OcspAnswer::Error(s) => ocsp_error(s),
     }
 }
@@ -236,6 +239,12 @@ fn signed(e: &OcspEntry, headers: &HeaderMap) -> Reply {
 
 /// An unsigned error status; never cacheable.
 fn ocsp_error(status: OcspErrorStatus) -> Reply {
+    crate::metrics::METRICS.ocsp(match status {
+        OcspErrorStatus::MalformedRequest => "malformedRequest",
+        OcspErrorStatus::InternalError => "internalError",
+        OcspErrorStatus::TryLater => "tryLater",
+        OcspErrorStatus::Unauthorized => "unauthorized",
+    });
     Reply::Raw {
         status: StatusCode::OK,
         content_type: "application/ocsp-response",

@@ -29,6 +29,28 @@ pub enum Route {
 }
 
 impl Route {
+    /// A stable label for metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Route::Healthz => "healthz",
+            Route::Stores => "stores",
+            Route::Store(_) => "store",
+            Route::Certs(_) => "certs",
+            Route::Cert(..) => "cert",
+            Route::CertDownload(..) => "cert_download",
+            Route::CertRevoke(..) => "cert_revoke",
+            Route::Crl(..) => "crl",
+            Route::CrlDer(..) => "crl_der",
+            Route::CrlPem(..) => "crl_pem",
+            Route::Templates(_) => "templates",
+            Route::Template(..) => "template",
+            Route::TemplateIssue(..) => "template_issue",
+            Route::Ocsp(_) => "ocsp_post",
+            Route::OcspGet(..) => "ocsp_get",
+            Route::AuditEvents => "audit_events",
+        }
+    }
+
     /// Public routes need no identity (RFC 5019: relying parties must not need TLS).
     pub fn is_public(&self, method: &Method) -> bool {
         match self {

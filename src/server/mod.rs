@@ -50,7 +50,7 @@ async fn run(
     let config = Arc::new(config);
     let publisher = Publisher::new(db.clone(), hsm.clone(), config.hsm.sessions);
     publisher.start();
-    let ca = Ca::new(db, hsm, &config.public.base_url, publisher);
+    let ca = Ca::new(db, hsm, &config.public.base_url, publisher.clone());
     let api = Api::new(ca, Arc::clone(&config));
     let tls = Arc::new(RwLock::new(tls));
 
@@ -60,6 +60,14 @@ async fn run(
     let public_listener = TcpListener::bind(config.public.listen)
         .await
         .map_err(|e| format!("public.listen {}: {e}", config.public.listen))?;
+    let metrics_listener = match config.metrics.listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("metrics.listen {addr}: {e}"))?,
+        ),
+        None => None,
+    };
     log::info!(
         "pcad {} serving the API on https://{} and public routes on http://{}",
         env!("CARGO_PKG_VERSION"),
@@ -120,6 +128,18 @@ async fn run(
                     });
                 }
             }
+            accepted = accept_opt(metrics_listener.as_ref()) => {
+                if let Ok((tcp, _)) = accepted {
+                    let publisher = publisher.clone();
+                    let watcher = graceful.watcher();
+                    tokio::spawn(async move {
+                        let svc = service_fn(move |req| metrics_response(req, publisher.clone()));
+                        let conn = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(tcp), svc);
+                        let _ = watcher.watch(conn).await;
+                    });
+                }
+            }
             _ = hup.recv() => {
                 reload(&config_path, &tls, &api);
             }
@@ -177,4 +197,35 @@ pub fn check_config(config_path: &Path) -> Result<String, String> {
         config_path.display(),
         config.hsm.token_label
     ))
+}
+
+async fn accept_opt(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The Prometheus endpoint: `GET /metrics`, nothing else.
+async fn metrics_response(
+    req: hyper::Request<hyper::body::Incoming>,
+    publisher: Publisher,
+) -> Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, std::convert::Infallible> {
+    let mut r = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
+    if req.uri().path() != "/metrics" {
+        *r.status_mut() = hyper::StatusCode::NOT_FOUND;
+        return Ok(r);
+    }
+    let gauges = tokio::task::spawn_blocking(move || publisher.gauges())
+        .await
+        .unwrap_or_default();
+    let text = crate::metrics::METRICS.render(&gauges);
+    *r.body_mut() = http_body_util::Full::new(bytes::Bytes::from(text));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    Ok(r)
 }

@@ -33,6 +33,8 @@ struct Inner {
     /// When each store's OCSP responses are next due.
     next_refresh: Mutex<HashMap<u64, i64>>,
     wake: (Mutex<bool>, Condvar),
+    /// (when counted, (valid, revoked, expired)).
+    cert_counts: Mutex<(i64, (u64, u64, u64))>,
     /// Signing threads during a refresh: a few more than HSM sessions, so that encoding never
     /// leaves a session idle.
     workers: usize,
@@ -50,6 +52,7 @@ impl Publisher {
                 crl_gates: crl::Gates::default(),
                 next_refresh: Mutex::new(HashMap::new()),
                 wake: (Mutex::new(false), Condvar::new()),
+                cert_counts: Mutex::new((i64::MIN / 2, (0, 0, 0))),
                 workers: hsm_sessions + 2,
             }),
         };
@@ -158,6 +161,7 @@ impl Publisher {
     /// Re-signs every OCSP response of a store now (the benchmark and operators use it).
     pub fn refresh_now(&self, store: &StoreRecord) -> Result<RefreshStats, String> {
         let stats = self.refresh_store(store)?;
+        crate::metrics::METRICS.presign(stats.signed, stats.seconds);
         if let Ok(mut m) = self.inner.next_refresh.lock() {
             m.insert(
                 store.id,
@@ -165,6 +169,52 @@ impl Publisher {
             );
         }
         Ok(stats)
+    }
+
+    /// Gauges computed at scrape time: HSM state, cached responses, certificates by status
+    /// (recounted at most once a minute), CRL age per issuer.
+    pub fn gauges(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = write!(
+            out,
+            "# HELP pcad_hsm_up Whether the HSM answers (1) or not (0).\n# TYPE pcad_hsm_up gauge\npcad_hsm_up {}\n\
+             # HELP pcad_ocsp_cached_responses Signed OCSP responses held in memory.\n# TYPE pcad_ocsp_cached_responses gauge\npcad_ocsp_cached_responses {}\n",
+            u8::from(self.inner.hsm.is_up()),
+            self.inner.cache.len()
+        );
+        let t = crate::ca::now();
+        let counts = {
+            let mut cached = self
+                .inner
+                .cert_counts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if cached.0 + 60 <= t {
+                if let Ok(c) = self.inner.db.cert_status_counts(t) {
+                    *cached = (t, c);
+                }
+            }
+            cached.1
+        };
+        let _ = write!(
+            out,
+            "# HELP pcad_certificates Stored certificates by status.\n# TYPE pcad_certificates gauge\n\
+             pcad_certificates{{status=\"VALID\"}} {}\npcad_certificates{{status=\"REVOKED\"}} {}\npcad_certificates{{status=\"EXPIRED\"}} {}\n",
+            counts.0, counts.1, counts.2
+        );
+        out.push_str("# HELP pcad_crl_age_seconds Seconds since the issuer's current CRL was signed.\n# TYPE pcad_crl_age_seconds gauge\n");
+        if let Ok(crls) = self.inner.db.all_crls() {
+            for c in crls {
+                let _ = writeln!(
+                    out,
+                    "pcad_crl_age_seconds{{issuer=\"{}\"}} {}",
+                    c.issuer_id,
+                    t - c.this_update
+                );
+            }
+        }
+        out
     }
 
     /// Responses cached in all.

@@ -73,6 +73,7 @@ impl Publisher {
             if store.ocsp_active && self.next_refresh(store.id).is_none_or(|due| due <= t) {
                 match self.refresh_store(&store) {
                     Ok(stats) => {
+                        crate::metrics::METRICS.presign(stats.signed, stats.seconds);
                         if let Ok(mut m) = self.inner.next_refresh.lock() {
                             m.insert(store.id, t + i64::from(store.ocsp_refresh_period) * 3600);
                         }

@@ -345,6 +345,32 @@ impl Db {
         Ok(paginate(items, page, size))
     }
 
+    /// Stored certificates by (valid, revoked, expired) at time `now`.
+    pub fn cert_status_counts(&self, now: i64) -> Result<(u64, u64, u64), StoreError> {
+        let mut c = (0, 0, 0);
+        for v in self.trees.certs.iter().values() {
+            let rec: CertRecord = decode("cert", &v?)?;
+            if rec.revocation.is_some() {
+                c.1 += 1;
+            } else if rec.not_after <= now {
+                c.2 += 1;
+            } else {
+                c.0 += 1;
+            }
+        }
+        Ok(c)
+    }
+
+    /// Every issuer's current CRL record.
+    pub fn all_crls(&self) -> Result<Vec<CrlRecord>, StoreError> {
+        self.trees
+            .crls
+            .iter()
+            .values()
+            .map(|v| decode("crl", &v?))
+            .collect()
+    }
+
     /// Every issuer certificate of a store.
     pub fn issuers_of_store(&self, store_id: u64) -> Result<Vec<CertRecord>, StoreError> {
         let mut out = Vec::new();
