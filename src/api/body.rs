@@ -14,8 +14,8 @@ use crate::store::CertType;
 
 /// Parses a JSON body into `T`, naming the field of any type error or unknown field.
 pub fn json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -26,6 +26,7 @@ pub fn json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             ApiError::malformed(format!("{path}: {inner}"))
         }
     })?;
+    de.end().map_err(|e| ApiError::malformed(format!("body: not valid JSON ({e})")))?;
     Ok(value)
 }
 

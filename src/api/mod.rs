@@ -157,6 +157,7 @@ async fn read_body(body: Incoming, headers: &hyper::HeaderMap) -> Result<Bytes, 
         .and_then(|v| v.parse::<u64>().ok())
     {
         if len > BODY_LIMIT as u64 {
+            drain(body).await;
             return Err(ApiError::too_large());
         }
     }
@@ -166,6 +167,21 @@ async fn read_body(body: Incoming, headers: &hyper::HeaderMap) -> Result<Bytes, 
         Err(e) => Err(ApiError::malformed(format!(
             "body: could not be read ({e})"
         ))),
+    }
+}
+
+/// Reads and discards an oversized body (up to 16 MiB, for at most 5 s), so that the client,
+/// still uploading, gets to read the 413 instead of a reset connection.
+async fn drain(mut body: Incoming) {
+    use hyper::body::Body;
+    let mut seen = 0usize;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while seen < 16 << 20 {
+        let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx));
+        match tokio::time::timeout_at(deadline, frame).await {
+            Ok(Some(Ok(f))) => seen += f.data_ref().map_or(0, |d| d.len()),
+            _ => break,
+        }
     }
 }
 

@@ -296,32 +296,43 @@ fn profile(t: &TemplateRecord, p: &LeafParams) -> Result<(SubjectInfo, Sans), Ca
         subject.serial_number = Some(sn.clone());
     }
 
+    let from_csr = csr.is_some() && t.use_csr_sans;
     let mut sans = match csr {
         Some(c) if t.use_csr_sans => c.sans.clone(),
         _ => p.sans.clone(),
     };
+    // Names the template forbids: 400 naming the request field, or naming the CSR (40002) when
+    // the names came from it.
+    let refuse = |field: String, rule: String| {
+        if from_csr {
+            CaError::Csr(format!("csr: {field} {rule}"))
+        } else {
+            CaError::Invalid(format!("{field}: {rule}"))
+        }
+    };
     if !sans.ip.is_empty() && !t.allow_ip_sans {
-        return Err(CaError::Invalid(
-            "ipSans: the template does not allow IP SANs (allowIpSans is false)".into(),
+        return Err(refuse(
+            "ipSans".into(),
+            "the template does not allow IP SANs (allowIpSans is false)".into(),
         ));
     }
     for (i, u) in sans.uri.iter().enumerate() {
         if !t.url_sans_whitelist.iter().any(|g| glob(g, u)) {
-            return Err(CaError::Invalid(format!(
-                "urlSans[{i}]: {u:?} matches no entry of the template's urlSansWhitelist"
-            )));
+            return Err(refuse(
+                format!("urlSans[{i}]"),
+                format!("{u:?} matches no entry of the template's urlSansWhitelist"),
+            ));
         }
     }
     for (i, o) in sans.other.iter().enumerate() {
-        if !t
-            .other_sans_whitelist
-            .iter()
-            .any(|w| other_san_allowed(w, o))
-        {
-            return Err(CaError::Invalid(format!(
-                "otherSans[{i}]: {} {:?} matches no entry of the template's otherSansWhitelist",
-                o.oid, o.value
-            )));
+        if !t.other_sans_whitelist.iter().any(|w| other_san_allowed(w, o)) {
+            return Err(refuse(
+                format!("otherSans[{i}]"),
+                format!(
+                    "{} {:?} matches no entry of the template's otherSansWhitelist",
+                    o.oid, o.value
+                ),
+            ));
         }
     }
     add_common_name(&mut sans, Some(&common_name), p.exclude_cn_from_sans);
