@@ -98,6 +98,7 @@ pub fn run(options: &QuickstartOptions) -> Result<String, String> {
     write_new(&dir.join("pcad.toml"), config.as_bytes(), 0o640)?;
 
     let d = dir.display();
+    let q = |name: &str| sh_quote(&dir.join(name).display().to_string());
     let api = options.api_port;
     Ok(format!(
         "pcad quickstart: wrote {d}\n\
@@ -105,12 +106,28 @@ pub fn run(options: &QuickstartOptions) -> Result<String, String> {
          \n  API (mutual TLS):     https://localhost:{api}\
          \n  public (CRL, OCSP):   http://127.0.0.1:{public}\
          \n  metrics:              http://127.0.0.1:{metrics_port}/metrics\
-         \n\nRun it:\n  pcad serve --config {d}/pcad.toml\n\
+         \n\nRun it:\n  pcad serve --config {config}\n\
          \nThen, from another shell:\n  \
-         curl --cacert {d}/tls/ca.pem --cert {d}/tls/admin.pem --key {d}/tls/admin.key \
+         curl --cacert {ca} --cert {cert} --key {key} \
          https://localhost:{api}/v2.0/appkeys/demo/ca-stores\n",
         public = options.public_port,
+        config = q("pcad.toml"),
+        ca = q("tls/ca.pem"),
+        cert = q("tls/admin.pem"),
+        key = q("tls/admin.key"),
     ))
+}
+
+/// A path as a POSIX shell word (quoted only when it needs to be).
+fn sh_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:@,".contains(&b))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 /// Refuses to overwrite an earlier quickstart (or a half-finished one).
@@ -700,6 +717,13 @@ mod tests {
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         })
+    }
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(sh_quote("/tmp/a-b_c.d/pcad.toml"), "/tmp/a-b_c.d/pcad.toml");
+        assert_eq!(sh_quote("/tmp/my dir/x"), "'/tmp/my dir/x'");
+        assert_eq!(sh_quote("/tmp/it's"), "'/tmp/it'\\''s'");
     }
 
     #[test]

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The one command that runs every test of pcad:
+#   1. cargo build --release --locked   (the pcad binary the end-to-end tests start)
+#   2. cargo test --locked              (unit tests)
+#   3. pytest softhsm-tests             (the real daemon on a real SoftHSM token, in a temp dir)
+# Needs (Debian): apt install softhsm2 opensc openssl python3-venv curl   (+ a Rust toolchain)
+# Extra arguments go to pytest, e.g.  softhsm-tests/run-all.sh -k stores -x
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+repo=$PWD
+tests=$repo/softhsm-tests
+venv=$tests/.venv
+module=${PCAD_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
+
+missing=()
+for tool in cargo python3 openssl softhsm2-util pkcs11-tool curl; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+[ -e "$module" ] || missing+=("$module")
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "run-all.sh: missing ${missing[*]}" >&2
+    echo "  Debian: sudo apt install softhsm2 opensc openssl python3-venv curl (and rustup for cargo)" >&2
+    exit 2
+fi
+
+echo "==> cargo build --release --locked"
+cargo build --release --locked --bin pcad
+
+echo "==> cargo test --locked"
+cargo test --locked
+
+echo "==> python venv ($venv)"
+if [ ! -x "$venv/bin/python" ]; then
+    if ! python3 -m venv "$venv"; then
+        rm -rf "$venv"
+        echo "run-all.sh: python3 -m venv failed (Debian: sudo apt install python3-venv)" >&2
+        exit 2
+    fi
+fi
+stamp=$venv/.requirements-installed
+if [ ! -e "$stamp" ] || [ "$tests/requirements.txt" -nt "$stamp" ]; then
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$tests/requirements.txt"
+    touch "$stamp"
+fi
+
+echo "==> pytest softhsm-tests"
+export PCAD_BIN=$repo/target/release/pcad
+exec "$venv/bin/python" -m pytest -q "$tests" "$@"
