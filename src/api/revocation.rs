@@ -216,10 +216,15 @@ fn signed(e: &OcspEntry, headers: &HeaderMap) -> Reply {
         ("expires", http_date(e.next_update)),
         ("etag", e.etag.clone()),
     ];
+    // RFC 9110 §13.1.2: a list, or `*`, compared weakly (a `W/` prefix does not matter).
     let matches = headers
         .get(hyper::header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == e.etag || t.trim() == "*"));
+        .is_some_and(|v| {
+            v.split(',')
+                .map(str::trim)
+                .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == e.etag)
+        });
     if matches {
         return Reply::Raw {
             status: StatusCode::NOT_MODIFIED,

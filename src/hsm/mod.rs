@@ -163,7 +163,10 @@ impl Hsm {
         alg: SignatureAlgorithm,
         message: &[u8],
     ) -> Result<Vec<u8>, HsmError> {
-        self.call(|device, session| device.sign(session, id, alg, message))
+        let started = std::time::Instant::now();
+        let result = self.call(|device, session| device.sign(session, id, alg, message));
+        crate::metrics::METRICS.hsm_sign(started.elapsed().as_secs_f64(), result.is_ok());
+        result
     }
 
     /// Destroys both halves of the key pair `id`; a key already gone is not an error.
