@@ -41,8 +41,18 @@ impl Ca {
             serial_number: target.serial.as_deref().map(super::hex),
             result: result.to_owned(),
         };
+        // Structured fields for the journal (AUDIT_ACTION=, AUDIT_IDENTITY=, ...), and a line
+        // that reads well on stderr.
         log::info!(
             target: "pcad::audit",
+            audit_action = event.action.as_str(),
+            audit_identity = event.identity.as_str(),
+            audit_appkey = event.appkey.as_str(),
+            audit_store = event.ca_store_id.unwrap_or(0),
+            audit_cert = event.cert_id.unwrap_or(0),
+            audit_template = event.template_id.unwrap_or(0),
+            audit_serial = event.serial_number.as_deref().unwrap_or(""),
+            audit_result = event.result.as_str();
             "{} by {} appkey={} store={:?} cert={:?} template={:?} serial={} result={}",
             event.action,
             event.identity,
