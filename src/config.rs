@@ -127,8 +127,8 @@ fn default_public_listen() -> SocketAddr {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
-    /// Address of the Prometheus endpoint; absent turns it off.
-    #[serde(default = "default_metrics_listen")]
+    /// Address of the Prometheus endpoint; `"off"` turns it off.
+    #[serde(default = "default_metrics_listen", deserialize_with = "listen_or_off")]
     pub listen: Option<SocketAddr>,
 }
 
@@ -142,6 +142,16 @@ impl Default for MetricsConfig {
 
 fn default_metrics_listen() -> Option<SocketAddr> {
     Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+}
+
+fn listen_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    if s == "off" {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|_| serde::de::Error::custom(format!("{s:?} is not host:port or \"off\"")))
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -357,6 +367,16 @@ role = "VIEWER"
         assert_eq!(c.role_for_identity("ops-admin", "x"), Some(Role::Admin));
         assert_eq!(c.role_for_identity("auditor", "k1"), Some(Role::Viewer));
         assert_eq!(c.role_for_identity("auditor", "k2"), None);
+    }
+
+    #[test]
+    fn metrics_can_be_turned_off() {
+        let on = Config::parse(MINIMAL, Path::new("/")).unwrap();
+        assert_eq!(on.metrics.listen.map(|a| a.port()), Some(9464));
+        let off = format!("{MINIMAL}\n[metrics]\nlisten = \"off\"\n");
+        assert_eq!(Config::parse(&off, Path::new("/")).unwrap().metrics.listen, None);
+        let bad = format!("{MINIMAL}\n[metrics]\nlisten = \"nope\"\n");
+        assert!(Config::parse(&bad, Path::new("/")).is_err());
     }
 
     #[test]
