@@ -26,7 +26,8 @@ pub fn json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             ApiError::malformed(format!("{path}: {inner}"))
         }
     })?;
-    de.end().map_err(|e| ApiError::malformed(format!("body: not valid JSON ({e})")))?;
+    de.end()
+        .map_err(|e| ApiError::malformed(format!("body: not valid JSON ({e})")))?;
     Ok(value)
 }
 

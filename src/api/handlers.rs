@@ -28,6 +28,12 @@ pub(super) async fn route(
     if !super::known_method(method) {
         return Err(ApiError::method_not_allowed());
     }
+    // HEAD is GET without the body (hyper leaves the body out).
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
     let appkey = m.appkey.clone();
     match (method.clone(), m.route, caller) {
         (Method::GET, Route::Healthz, _) => Ok(health(api)),

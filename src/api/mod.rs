@@ -5,6 +5,8 @@
 mod auth;
 mod body;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handlers;
 mod leaf_body;
 mod revocation;

@@ -179,8 +179,14 @@ pub async fn ocsp(
     let answer = match publisher.ocsp(&appkey, store_id, &request) {
         Ok(a) => a,
         Err(reqs) => {
-            // The slow path signs at most a few responses at a time; beyond that, tryLater.
-            let Ok(permit) = Arc::clone(&api.slow_ocsp).try_acquire_owned() else {
+            // The slow path signs a few responses at a time; a request waits up to 3 s for its
+            // turn, then gets tryLater (never unbounded HSM work).
+            let permit = tokio::time::timeout(
+                std::time::Duration::from_secs(3),
+                Arc::clone(&api.slow_ocsp).acquire_owned(),
+            )
+            .await;
+            let Ok(Ok(permit)) = permit else {
                 return ocsp_error(OcspErrorStatus::TryLater);
             };
             let p = publisher.clone();

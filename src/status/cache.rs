@@ -39,6 +39,10 @@ pub enum OcspAnswer {
 pub(super) struct Cache {
     stores: RwLock<HashMap<u64, Arc<StoreCache>>>,
     generation: AtomicU64,
+    /// Stores whose OCSP was turned off or that were deleted, with the generation of that
+    /// moment: work that began before it (a refresh, an on-demand signature) must not bring
+    /// their responses back.
+    dropped: std::sync::Mutex<HashMap<u64, u64>>,
 }
 
 #[derive(Default)]
@@ -89,27 +93,40 @@ impl Cache {
         maps.by_cert_id.get(cert_id_der).cloned()
     }
 
-    fn store(&self, appkey: &str, store_id: u64) -> Arc<StoreCache> {
+    /// The store's cache, created if needed, unless the store was dropped after `generation`
+    /// began.
+    fn store(&self, appkey: &str, store_id: u64, generation: u64) -> Option<Arc<StoreCache>> {
+        let stale = || {
+            self.dropped
+                .lock()
+                .map(|d| d.get(&store_id).is_some_and(|at| *at > generation))
+                .unwrap_or(true)
+        };
         if let Some(s) = self
             .stores
             .read()
             .ok()
             .and_then(|m| m.get(&store_id).cloned())
         {
-            return s;
+            return (!stale()).then_some(s);
         }
         let mut stores = self.stores.write().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(stores.entry(store_id).or_insert_with(|| {
+        if stale() {
+            return None;
+        }
+        Some(Arc::clone(stores.entry(store_id).or_insert_with(|| {
             Arc::new(StoreCache {
                 appkey: appkey.to_owned(),
                 maps: RwLock::default(),
             })
-        }))
+        })))
     }
 
     /// Inserts one response unless a fresher one (later generation) is already there.
     pub(super) fn put(&self, appkey: &str, store_id: u64, cert_id_der: Vec<u8>, e: OcspEntry) {
-        let store = self.store(appkey, store_id);
+        let Some(store) = self.store(appkey, store_id, e.generation) else {
+            return;
+        };
         let mut maps = store.maps.write().unwrap_or_else(|p| p.into_inner());
         if maps
             .by_cert_id
@@ -122,7 +139,8 @@ impl Cache {
     }
 
     /// Swaps in a refresh of `issuers` signed at generation `generation`: their old entries go,
-    /// except those re-signed after the refresh began (a revoke, an issuance).
+    /// except those re-signed after the refresh began (a revoke, an issuance). Returns false,
+    /// changing nothing, when the store was dropped after the refresh began.
     pub(super) fn swap_in(
         &self,
         appkey: &str,
@@ -130,12 +148,14 @@ impl Cache {
         issuers: &[u64],
         generation: u64,
         fresh: Vec<(Vec<u8>, OcspEntry)>,
-    ) {
+    ) -> bool {
+        let Some(store) = self.store(appkey, store_id, generation) else {
+            return false;
+        };
         let mut next = Maps::default();
         for (k, e) in fresh {
             next.insert(k, Arc::new(e));
         }
-        let store = self.store(appkey, store_id);
         let mut maps = store.maps.write().unwrap_or_else(|p| p.into_inner());
         for (k, e) in maps.by_cert_id.iter() {
             if !issuers.contains(&e.issuer_id) || e.generation > generation {
@@ -143,6 +163,7 @@ impl Cache {
             }
         }
         *maps = next;
+        true
     }
 
     /// Removes every cached form of one certificate's response (before re-signing on revoke).
@@ -163,10 +184,14 @@ impl Cache {
         }
     }
 
+    /// Forgets a store's responses; nothing begun before this call can bring them back.
     pub(super) fn drop_store(&self, store_id: u64) {
-        if let Ok(mut s) = self.stores.write() {
-            s.remove(&store_id);
+        let mut stores = self.stores.write().unwrap_or_else(|p| p.into_inner());
+        let at = self.next_generation();
+        if let Ok(mut d) = self.dropped.lock() {
+            d.insert(store_id, at);
         }
+        stores.remove(&store_id);
     }
 
     /// How many responses are cached in all (for metrics).

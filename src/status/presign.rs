@@ -185,10 +185,13 @@ impl Publisher {
             .collect();
         let signed = fresh.len();
         let ids: Vec<u64> = responders.iter().map(|r| r.cert.id).collect();
-        self.inner
+        if self
+            .inner
             .cache
-            .swap_in(&store.appkey, store.id, &ids, generation, fresh);
-        db.put_ocsp(store.id, &rows).map_err(|e| e.to_string())?;
+            .swap_in(&store.appkey, store.id, &ids, generation, fresh)
+        {
+            db.put_ocsp(store.id, &rows).map_err(|e| e.to_string())?;
+        }
         Ok(RefreshStats {
             signed,
             failed: failed.into_inner(),
