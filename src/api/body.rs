@@ -12,10 +12,11 @@ use crate::pki::cert::{self, OidValue, Sans, StringKind, SubjectInfo};
 use crate::pki::{KeyAlgorithm, SignatureAlgorithm};
 use crate::store::CertType;
 
-/// Parses a JSON body into `T`, naming the field of any type error or unknown field.
+/// Parses a JSON body into `T`, naming the field of any type error or unknown field. The body
+/// must be a JSON object (serde would also take an array of the fields' values).
 pub fn json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let value: Obj<T> = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -28,7 +29,28 @@ pub fn json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })?;
     de.end()
         .map_err(|e| ApiError::malformed(format!("body: not valid JSON ({e})")))?;
-    Ok(value)
+    Ok(value.0)
+}
+
+/// A struct that must arrive as a JSON object: serde's derived structs also accept an array of
+/// the fields' values, which would make `["name", ...]` a valid store.
+#[derive(Debug)]
+pub struct Obj<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Only<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Only<T> {
+            type Value = Obj<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Obj<T>, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Obj)
+            }
+        }
+        d.deserialize_map(Only(std::marker::PhantomData))
+    }
 }
 
 /// Create Store / Modify Store.
@@ -68,8 +90,10 @@ pub struct KeyInfoBody {
 
 impl KeyInfoBody {
     /// The key algorithm, and the `algorithm` name as given (`EC` or `ECDSA`).
-    pub fn check(this: Option<Self>) -> Result<(KeyAlgorithm, String), ApiError> {
-        let this = this.ok_or_else(|| ApiError::invalid("keyInfo: required"))?;
+    pub fn check(this: Option<Obj<Self>>) -> Result<(KeyAlgorithm, String), ApiError> {
+        let this = this
+            .ok_or_else(|| ApiError::invalid("keyInfo: required"))?
+            .0;
         let alg = this
             .algorithm
             .ok_or_else(|| ApiError::invalid("keyInfo.algorithm: required"))?;
@@ -96,11 +120,11 @@ pub struct OidInfoBody {
 }
 
 impl OidInfoBody {
-    pub fn check_all(field: &str, list: Option<Vec<Self>>) -> Result<Vec<OidValue>, ApiError> {
+    pub fn check_all(field: &str, list: Option<Vec<Obj<Self>>>) -> Result<Vec<OidValue>, ApiError> {
         list.unwrap_or_default()
             .into_iter()
             .enumerate()
-            .map(|(i, o)| o.check(&format!("{field}[{i}]")))
+            .map(|(i, o)| o.0.check(&format!("{field}[{i}]")))
             .collect()
     }
 
@@ -207,18 +231,18 @@ pub struct IssuerBody {
     parent_cert_id: Option<i64>,
     name: Option<String>,
     description: Option<String>,
-    subject_info: Option<SubjectInfoBody>,
+    subject_info: Option<Obj<SubjectInfoBody>>,
     ttl_value: Option<i64>,
     specific_date: Option<String>,
     back_date_validation: Option<i64>,
     max_depth: Option<i64>,
-    key_info: Option<KeyInfoBody>,
+    key_info: Option<Obj<KeyInfoBody>>,
     signature_algorithm: Option<String>,
     exclude_common_name_from_sans: Option<bool>,
     sans: Option<Vec<String>>,
     ip_sans: Option<Vec<String>>,
     url_sans: Option<Vec<String>>,
-    other_sans: Option<Vec<OidInfoBody>>,
+    other_sans: Option<Vec<Obj<OidInfoBody>>>,
 }
 
 impl IssuerBody {
@@ -266,6 +290,7 @@ impl IssuerBody {
         let subject = self
             .subject_info
             .ok_or_else(|| ApiError::invalid("subjectInfo: required"))?
+            .0
             .check("subjectInfo", true)?;
         if subject.common_name.as_deref().unwrap_or("").is_empty() {
             return Err(ApiError::invalid("subjectInfo.commonName: required"));
@@ -477,4 +502,34 @@ pub fn oid(field: &str, s: &str) -> Result<const_oid::ObjectIdentifier, ApiError
 
 fn is_printable_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || " '()+,-./:=?".contains(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_must_be_objects() {
+        let ok = json::<StoreBody>(br#"{"name":"s"}"#)
+            .unwrap()
+            .check()
+            .unwrap();
+        assert_eq!(ok.crl_refresh_period, 7);
+        let e = json::<StoreBody>(br#"["s","d",false,7,false,1]"#).unwrap_err();
+        assert_eq!(e.code, 40000);
+        assert!(e.message.starts_with("body:"), "{}", e.message);
+        let nested = br#"{"certificateType":"ROOT","name":"r","keyInfo":["EC",256]}"#;
+        let e = json::<IssuerBody>(nested).unwrap_err();
+        assert_eq!(e.code, 40000);
+        assert!(e.message.starts_with("keyInfo"), "{}", e.message);
+    }
+
+    #[test]
+    fn trailing_bytes_and_unknown_fields_are_named() {
+        assert!(json::<StoreBody>(br#"{"name":"x"} {"name":"y"}"#).is_err());
+        let e = json::<StoreBody>(br#"{"name":"x","crlActiv":true}"#).unwrap_err();
+        assert!(e.message.contains("crlActiv"), "{}", e.message);
+        let e = json::<StoreBody>(br#"{"name":"x","crlRefreshPeriod":"7"}"#).unwrap_err();
+        assert!(e.message.starts_with("crlRefreshPeriod"), "{}", e.message);
+    }
 }

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::body::{self, description, name, range, KeyInfoBody, OidInfoBody, SubjectInfoBody};
+use super::body::{self, description, name, range, KeyInfoBody, Obj, OidInfoBody, SubjectInfoBody};
 use super::error::ApiError;
 use crate::ca::{LeafMode, LeafParams, TemplateParams};
 use crate::pki::cert::{ExtendedKeyUsage, KeyUsage};
@@ -21,20 +21,20 @@ pub struct TemplateBody {
     back_date_validation: Option<i64>,
     allow_ip_sans: Option<bool>,
     url_sans_whitelist: Option<Vec<String>>,
-    other_sans_whitelist: Option<Vec<OidInfoBody>>,
+    other_sans_whitelist: Option<Vec<Obj<OidInfoBody>>>,
     store_in_server: Option<bool>,
     basic_constraints_valid_for_non_ca: Option<bool>,
     use_csr_common_name: Option<bool>,
     use_csr_sans: Option<bool>,
-    key_info: Option<KeyInfoBody>,
+    key_info: Option<Obj<KeyInfoBody>>,
     signature_bits: Option<i64>,
     key_usage: Option<Vec<String>>,
     extended_key_usage: Option<Vec<String>>,
     extended_key_usage_oids: Option<Vec<String>>,
     policies: Option<Vec<String>>,
-    subject_info: Option<SubjectInfoBody>,
+    subject_info: Option<Obj<SubjectInfoBody>>,
     use_csr_other_fields: Option<bool>,
-    other_fields: Option<Vec<OidInfoBody>>,
+    other_fields: Option<Vec<Obj<OidInfoBody>>>,
 }
 
 impl TemplateBody {
@@ -91,6 +91,7 @@ impl TemplateBody {
         let policies = oids("policies", self.policies)?;
         let subject_info = self
             .subject_info
+            .map(|o| o.0)
             .unwrap_or_default()
             .check("subjectInfo", false)?;
         let other_fields = OidInfoBody::check_all("otherFields", self.other_fields)?;
@@ -184,7 +185,7 @@ pub struct LeafBody {
     sans: Option<Vec<String>>,
     ip_sans: Option<Vec<String>>,
     url_sans: Option<Vec<String>>,
-    other_sans: Option<Vec<OidInfoBody>>,
+    other_sans: Option<Vec<Obj<OidInfoBody>>>,
 }
 
 /// A checked leaf request with its answer options.

@@ -67,7 +67,9 @@ pub async fn renew_crl(
     issuer_id: u64,
     body: &[u8],
 ) -> Result<Reply, ApiError> {
-    let text = std::str::from_utf8(body).unwrap_or("").trim();
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::malformed("body: not valid UTF-8 JSON"))?
+        .trim();
     if !(text.is_empty() || text == "true") {
         return Err(ApiError::malformed("body: must be true (or empty)"));
     }
