@@ -372,8 +372,18 @@ fn issued_leaf(
 }
 
 fn health(api: &Api) -> Reply {
-    let up = api.ca.hsm.is_up();
-    let body = json!({"hsm": if up { "up" } else { "down" }, "status": if up { "ok" } else { "degraded" }});
+    let h = api.ca.hsm.health();
+    let up = h.up;
+    let body = json!({
+        "hsm": if up { "up" } else { "down" },
+        "status": if up { "ok" } else { "degraded" },
+        "reason": h.reason,
+        "recovering": h.recovering,
+        "sinceSeconds": h.since.as_secs(),
+        "token": h.token_label,
+        "sessions": h.sessions,
+        "ocspCachedResponses": api.ca.publisher.cached_responses(),
+    });
     Reply::Raw {
         status: if up {
             StatusCode::OK

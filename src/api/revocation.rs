@@ -37,7 +37,7 @@ pub async fn crl(
             match ca
                 .publisher
                 .crl(store.id, issuer.id)
-                .map_err(CaError::Internal)?
+                .map_err(CaError::from)?
             {
                 Some(found) => Ok(found),
                 None => {
@@ -47,10 +47,10 @@ pub async fn crl(
                     }
                     ca.publisher
                         .renew_crl(&store, &issuer)
-                        .map_err(CaError::Internal)?;
+                        .map_err(CaError::from)?;
                     ca.publisher
                         .crl(store.id, issuer.id)
-                        .map_err(CaError::Internal)?
+                        .map_err(CaError::from)?
                         .ok_or_else(|| CaError::Internal("CRL vanished".into()))
                 }
             }
@@ -75,12 +75,15 @@ pub async fn renew_crl(
     }
     api.blocking(move |ca| {
         let (store, issuer) = crl_issuer(ca, &actor.appkey, store_id, issuer_id)?;
-        if !ca.hsm.is_up() {
-            return Err(CaError::HsmUnavailable("the CRL was not renewed".into()));
-        }
+        // CRL numbers are reserved before signing; prove the key signs first, so that a dead
+        // HSM answers 503 without using a number up.
+        use crate::pki::Signer;
+        ca.issuer_signer(&issuer)?
+            .sign(b"pcad CRL renewal probe")
+            .map_err(|e| CaError::from(crate::pki::PkiError::Sign(e)))?;
         ca.publisher
             .renew_crl(&store, &issuer)
-            .map_err(CaError::Internal)?;
+            .map_err(CaError::from)?;
         let target = crate::ca::Target {
             store: Some(store.id),
             cert: Some(issuer.id),

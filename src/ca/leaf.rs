@@ -7,6 +7,7 @@ use crate::pki::cert::{self, BasicConstraints, CertParams, OidValue, Sans, Subje
 use crate::pki::crl::RevocationReason;
 use crate::pki::csr::Csr;
 use crate::pki::keygen::SoftKey;
+use crate::pki::Signer;
 
 use crate::store::{CertRecord, CertType, Revocation, SerialRecord, TemplateRecord};
 
@@ -233,10 +234,18 @@ impl Ca {
                 "certId: {cert_id} is already revoked"
             )));
         }
-        if !self.hsm.is_up() {
-            return Err(CaError::HsmUnavailable(
-                "the revocation could not be published, so it was not recorded".into(),
-            ));
+        // A revocation that cannot be published is refused, with nothing written: prove the
+        // issuer's key signs now (one small signature; revokes are rare).
+        let issuer_id = cert.parent_cert_id.unwrap_or(cert.id);
+        let issuer = self.cert(&who.appkey, store_id, issuer_id)?;
+        let probe = self.issuer_signer(&issuer)?.sign(b"pcad revocation probe");
+        if let Err(e) = probe {
+            return Err(match crate::pki::PkiError::Sign(e).into() {
+                CaError::HsmUnavailable(m) => CaError::HsmUnavailable(format!(
+                    "{m}; the revocation could not be published, so it was not recorded"
+                )),
+                other => other,
+            });
         }
         let rec = self.db.revoke(&cert, Revocation { at: now(), reason })?;
         let target = Target {
@@ -248,9 +257,10 @@ impl Ca {
         self.audit(who, "CERT_REVOKE", target, "SUCCESS")?;
         self.db.durable()?;
         if let Err(e) = self.publisher.revoked(&store, &rec) {
-            // The revocation is durable; its stale responses are gone, so OCSP answers tryLater
-            // for it until the scheduler signs again.
-            log::error!("certificate {cert_id} revoked but not yet published: {e}");
+            // The revocation is durable and its stale responses are gone (OCSP answers tryLater
+            // for it); the scheduler publishes it as soon as the HSM signs again.
+            log::error!("certificate {cert_id} revoked but not yet published, will retry: {e}");
+            self.publisher.retry_revoked(&store, &rec);
         }
         Ok(rec)
     }
@@ -325,7 +335,11 @@ fn profile(t: &TemplateRecord, p: &LeafParams) -> Result<(SubjectInfo, Sans), Ca
         }
     }
     for (i, o) in sans.other.iter().enumerate() {
-        if !t.other_sans_whitelist.iter().any(|w| other_san_allowed(w, o)) {
+        if !t
+            .other_sans_whitelist
+            .iter()
+            .any(|w| other_san_allowed(w, o))
+        {
             return Err(refuse(
                 format!("otherSans[{i}]"),
                 format!(

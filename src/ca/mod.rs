@@ -59,7 +59,18 @@ impl From<HsmError> for CaError {
     fn from(e: HsmError) -> Self {
         match e {
             HsmError::Unavailable(m) => CaError::HsmUnavailable(m),
-            HsmError::PinRejected => CaError::HsmUnavailable(e.to_string()),
+            HsmError::PinRejected => CaError::HsmUnavailable(
+                "the token refused the PIN; fix hsm.pin_file (or the hsm-pin credential) and restart pcad".into(),
+            ),
+            other => CaError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::status::StatusError> for CaError {
+    fn from(e: crate::status::StatusError) -> Self {
+        match e {
+            crate::status::StatusError::Unavailable(m) => CaError::HsmUnavailable(m),
             other => CaError::Internal(other.to_string()),
         }
     }

@@ -2,7 +2,7 @@
 
 use super::{now, Actor, Ca, CaError, Target};
 use crate::hsm::KeyId;
-use crate::store::{Page, StoreRecord};
+use crate::store::{Page, PendingDestroy, StoreRecord};
 
 /// A checked Create/Modify Store body.
 #[derive(Clone, Debug)]
@@ -73,42 +73,46 @@ impl Ca {
         Ok(new)
     }
 
-    /// Deletes the store with everything in it, then destroys its issuer keys in the HSM.
+    /// Deletes the store with everything in it, then destroys its issuer keys in the HSM. A key
+    /// the HSM cannot destroy now is remembered and destroyed when it is back.
     pub fn delete_store(&self, who: &Actor, id: u64) -> Result<(), CaError> {
         let rec = self.store(&who.appkey, id)?;
-        if !self.hsm.is_up() {
-            return Err(CaError::HsmUnavailable(
-                "the store's keys cannot be destroyed now; nothing was deleted".into(),
-            ));
-        }
+        // The keys must be destroyable: ask the device now (a dead one answers 503 and nothing
+        // is deleted).
+        self.hsm.list_keys()?;
         let issuers = self.db.delete_store(&rec)?;
         self.audit(who, "STORE_DELETE", store_target(id), "SUCCESS")?;
         self.db.durable()?;
         self.publisher.store_deleted(&rec);
         for issuer in issuers {
-            if let Some(id) = issuer
-                .issuer_key
-                .as_ref()
-                .and_then(|k| KeyId::from_hex(&k.key_id))
-            {
-                let result = self.hsm.destroy_key(&id);
-                let target = Target {
-                    store: Some(rec.id),
-                    cert: Some(issuer.id),
-                    ..Target::default()
-                };
-                let outcome = match &result {
-                    Ok(()) => "SUCCESS".to_owned(),
-                    Err(e) => format!("FAILED: {e}"),
-                };
-                self.audit_refusal(who, "KEY_DESTROY", target, &outcome);
-                if let Err(e) = result {
+            let Some(key_id) = issuer.issuer_key.as_ref().map(|k| k.key_id.clone()) else {
+                continue;
+            };
+            let target = Target {
+                store: Some(rec.id),
+                cert: Some(issuer.id),
+                ..Target::default()
+            };
+            let result = KeyId::from_hex(&key_id)
+                .ok_or_else(|| format!("bad key id {key_id}"))
+                .and_then(|k| self.hsm.destroy_key(&k).map_err(|e| e.to_string()));
+            match result {
+                Ok(()) => self.audit_refusal(who, "KEY_DESTROY", target, "SUCCESS"),
+                Err(e) => {
                     log::error!(
-                        "store {} deleted but key {} of certificate {} could not be destroyed: {e}",
+                        "store {} deleted; key {key_id} of certificate {} will be destroyed when the HSM is back: {e}",
                         rec.id,
-                        id.to_hex(),
                         issuer.id
                     );
+                    let pending = PendingDestroy {
+                        key_id,
+                        appkey: rec.appkey.clone(),
+                        store_id: rec.id,
+                        cert_id: issuer.id,
+                    };
+                    self.db.add_pending_destroy(&pending)?;
+                    self.audit_refusal(who, "KEY_DESTROY", target, &format!("DEFERRED: {e}"));
+                    self.db.durable()?;
                 }
             }
         }

@@ -176,8 +176,16 @@ impl Device {
         if let Some(key) = lock(&self.keys).get(&id.0) {
             return Ok(*key);
         }
-        let key =
-            keys::find_private(session, id)?.ok_or_else(|| HsmError::KeyNotFound(id.to_hex()))?;
+        let Some(key) = keys::find_private(session, id)? else {
+            // A key the database knows is missing. When the token itself is gone (SoftHSM with
+            // its token directory moved away answers C_FindObjects with nothing), that is an
+            // outage, not a lost key: asking for the token's info tells them apart.
+            self.lease
+                .ctx()
+                .get_token_info(self.slot)
+                .map_err(Fail::from)?;
+            return Err(HsmError::KeyNotFound(id.to_hex()).into());
+        };
         lock(&self.keys).insert(id.0.clone(), key);
         Ok(key)
     }

@@ -230,13 +230,13 @@ impl Signer for HsmSigner {
     }
 
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
-        self.hsm.sign(&self.id, self.alg, message).map_err(|e| {
-            if e.is_transient() {
-                SignError::Unavailable(e.to_string())
-            } else {
-                SignError::Failed(e.to_string())
-            }
-        })
+        self.hsm
+            .sign(&self.id, self.alg, message)
+            .map_err(|e| match e {
+                HsmError::Unavailable(m) => SignError::Unavailable(m),
+                HsmError::PinRejected => SignError::Unavailable(e.to_string()),
+                other => SignError::Failed(other.to_string()),
+            })
     }
 }
 

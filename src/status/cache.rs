@@ -139,8 +139,9 @@ impl Cache {
     }
 
     /// Swaps in a refresh of `issuers` signed at generation `generation`: their old entries go,
-    /// except those re-signed after the refresh began (a revoke, an issuance). Returns false,
-    /// changing nothing, when the store was dropped after the refresh began.
+    /// except those re-signed after the refresh began (a revoke, an issuance) and, when the
+    /// refresh is not `complete` (some signatures failed), those it has no replacement for.
+    /// Returns false, changing nothing, when the store was dropped after the refresh began.
     pub(super) fn swap_in(
         &self,
         appkey: &str,
@@ -148,6 +149,7 @@ impl Cache {
         issuers: &[u64],
         generation: u64,
         fresh: Vec<(Vec<u8>, OcspEntry)>,
+        complete: bool,
     ) -> bool {
         let Some(store) = self.store(appkey, store_id, generation) else {
             return false;
@@ -158,7 +160,10 @@ impl Cache {
         }
         let mut maps = store.maps.write().unwrap_or_else(|p| p.into_inner());
         for (k, e) in maps.by_cert_id.iter() {
-            if !issuers.contains(&e.issuer_id) || e.generation > generation {
+            let keep = !issuers.contains(&e.issuer_id)
+                || e.generation > generation
+                || (!complete && !next.by_cert_id.contains_key(k));
+            if keep {
                 next.insert(k.clone(), Arc::clone(e));
             }
         }

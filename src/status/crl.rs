@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::Publisher;
+use super::{Publisher, StatusError};
 use crate::ca::now;
 use crate::pki::crl::{self, CrlParams, RevokedEntry};
 use crate::store::{CertRecord, CrlRecord, StoreRecord};
@@ -38,23 +38,23 @@ impl Publisher {
         &self,
         store: &StoreRecord,
         issuer: &CertRecord,
-    ) -> Result<CrlRecord, String> {
+    ) -> Result<CrlRecord, StatusError> {
         let db = &self.inner.db;
         let gate = self.inner.crl_gates.gate(issuer.id);
         let ticket = gate.next_ticket.fetch_add(1, Ordering::SeqCst) + 1;
         let mut covered = gate.covered.lock().unwrap_or_else(|p| p.into_inner());
         if *covered >= ticket {
-            if let Some(rec) = db.crl(issuer.id).map_err(|e| e.to_string())? {
+            if let Some(rec) = db.crl(issuer.id)? {
                 return Ok(rec);
             }
         }
         let covers = gate.next_ticket.load(Ordering::SeqCst);
-        let previous = db.crl(issuer.id).map_err(|e| e.to_string())?;
+        let previous = db.crl(issuer.id)?;
         // A revoked certificate stays listed on at least one CRL issued after it expired.
         let keep_after = previous.as_ref().map(|p| p.this_update).unwrap_or(i64::MIN);
         let mut entries = Vec::new();
         for row in db.revoked_of_issuer(issuer.id) {
-            let row = row.map_err(|e| e.to_string())?;
+            let row = row?;
             if row.not_after >= keep_after {
                 entries.push(RevokedEntry {
                     serial: row.serial,
@@ -63,7 +63,7 @@ impl Publisher {
                 });
             }
         }
-        let number = db.next_crl_number(issuer.id).map_err(|e| e.to_string())?;
+        let number = db.next_crl_number(issuer.id)?;
         let this_update = now();
         let next_update = this_update + i64::from(store.crl_refresh_period) * 86_400;
         let signer = self.signer_of(issuer)?;
@@ -76,17 +76,15 @@ impl Publisher {
                 entries: &entries,
             },
             &signer,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let rec = CrlRecord {
             issuer_id: issuer.id,
             number,
             this_update,
             next_update,
         };
-        db.put_crl(store.id, &rec, &der)
-            .map_err(|e| e.to_string())?;
-        db.durable().map_err(|e| e.to_string())?;
+        db.put_crl(store.id, &rec, &der)?;
+        db.durable()?;
         *covered = covers;
         Ok(rec)
     }
@@ -96,14 +94,11 @@ impl Publisher {
         &self,
         store_id: u64,
         issuer_id: u64,
-    ) -> Result<Option<(CrlRecord, Vec<u8>)>, String> {
+    ) -> Result<Option<(CrlRecord, Vec<u8>)>, StatusError> {
         let db = &self.inner.db;
-        let Some(rec) = db.crl(issuer_id).map_err(|e| e.to_string())? else {
+        let Some(rec) = db.crl(issuer_id)? else {
             return Ok(None);
         };
-        Ok(db
-            .crl_der(store_id, issuer_id)
-            .map_err(|e| e.to_string())?
-            .map(|der| (rec, der)))
+        Ok(db.crl_der(store_id, issuer_id)?.map(|der| (rec, der)))
     }
 }

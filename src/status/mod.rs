@@ -18,6 +18,40 @@ use crate::hsm::Hsm;
 use crate::pki::ocsp::{self, OcspErrorStatus, RequestedCertId};
 use crate::store::{CertRecord, Db, SerialRecord, StoreRecord};
 
+/// Why publishing (signing a CRL or an OCSP response) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StatusError {
+    /// The HSM cannot sign now; retried when it is back.
+    #[error("HSM unavailable: {0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<crate::pki::PkiError> for StatusError {
+    fn from(e: crate::pki::PkiError) -> Self {
+        match e {
+            crate::pki::PkiError::Sign(crate::pki::SignError::Unavailable(m)) => {
+                StatusError::Unavailable(m)
+            }
+            other => StatusError::Failed(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for StatusError {
+    fn from(e: crate::store::StoreError) -> Self {
+        StatusError::Failed(e.to_string())
+    }
+}
+
+impl From<crate::pki::SignError> for StatusError {
+    fn from(e: crate::pki::SignError) -> Self {
+        crate::pki::PkiError::Sign(e).into()
+    }
+}
+
 /// What the CA tells about issuance and revocation, and what the API asks about status.
 /// Cheap to clone.
 #[derive(Clone)]
@@ -33,6 +67,8 @@ struct Inner {
     /// When each store's OCSP responses are next due.
     next_refresh: Mutex<HashMap<u64, i64>>,
     wake: (Mutex<bool>, Condvar),
+    /// Revocations (appkey, store, certificate) whose publishing failed, to retry.
+    pending: Mutex<std::collections::HashSet<(String, u64, u64)>>,
     /// (when counted, (valid, revoked, expired)).
     cert_counts: Mutex<(i64, (u64, u64, u64))>,
     /// Signing threads during a refresh: a few more than HSM sessions, so that encoding never
@@ -53,6 +89,7 @@ impl Publisher {
                 next_refresh: Mutex::new(HashMap::new()),
                 wake: (Mutex::new(false), Condvar::new()),
                 cert_counts: Mutex::new((i64::MIN / 2, (0, 0, 0))),
+                pending: Mutex::new(std::collections::HashSet::new()),
                 workers: hsm_sessions + 2,
             }),
         };
@@ -88,7 +125,7 @@ impl Publisher {
 
     /// A certificate was revoked: re-sign its OCSP responses and its issuer's CRL before the
     /// revoke call answers.
-    pub fn revoked(&self, store: &StoreRecord, cert: &CertRecord) -> Result<(), String> {
+    pub fn revoked(&self, store: &StoreRecord, cert: &CertRecord) -> Result<(), StatusError> {
         let issuer_id = cert.parent_cert_id.unwrap_or(cert.id);
         self.inner
             .cache
@@ -96,19 +133,89 @@ impl Publisher {
         let issuer = self
             .inner
             .db
-            .cert(&store.appkey, store.id, issuer_id)
-            .map_err(|e| e.to_string())?
-            .ok_or("issuer missing")?;
+            .cert(&store.appkey, store.id, issuer_id)?
+            .ok_or_else(|| StatusError::Failed("issuer missing".into()))?;
         self.forget_persisted(store, &issuer, &cert.serial)?;
         if store.ocsp_active {
-            self.sign_one(store, issuer_id, &cert.serial)
-                .map_err(|e| format!("OCSP: {e}"))?;
+            self.sign_one(store, issuer_id, &cert.serial)?;
         }
         if store.crl_active {
-            self.renew_crl(store, &issuer)
-                .map_err(|e| format!("CRL: {e}"))?;
+            self.renew_crl(store, &issuer)?;
         }
         Ok(())
+    }
+
+    /// Remembers a revocation whose CRL/OCSP could not be signed; the scheduler retries it.
+    pub fn retry_revoked(&self, store: &StoreRecord, cert: &CertRecord) {
+        if let Ok(mut p) = self.inner.pending.lock() {
+            p.insert((store.appkey.clone(), store.id, cert.id));
+        }
+    }
+
+    /// Publishes the revocations that failed earlier; false while some still fail.
+    pub(super) fn publish_pending(&self) {
+        let pending: Vec<_> = match self.inner.pending.lock() {
+            Ok(p) => p.iter().cloned().collect(),
+            Err(_) => return,
+        };
+        for (appkey, store_id, cert_id) in pending {
+            let done = match (
+                self.inner.db.store(&appkey, store_id),
+                self.inner.db.cert(&appkey, store_id, cert_id),
+            ) {
+                (Ok(Some(store)), Ok(Some(cert))) => match self.revoked(&store, &cert) {
+                    Ok(()) => {
+                        log::info!("revocation of certificate {cert_id} published");
+                        true
+                    }
+                    Err(e) => {
+                        log::warn!("revocation of certificate {cert_id} still not published: {e}");
+                        false
+                    }
+                },
+                // The store or certificate is gone: nothing left to publish.
+                (Ok(_), Ok(_)) => true,
+                _ => false,
+            };
+            if done {
+                if let Ok(mut p) = self.inner.pending.lock() {
+                    p.remove(&(appkey, store_id, cert_id));
+                }
+            }
+        }
+    }
+
+    /// Destroys the keys of deleted stores that the HSM could not destroy at the time.
+    pub(super) fn destroy_pending_keys(&self) {
+        let Ok(pending) = self.inner.db.pending_destroys() else {
+            return;
+        };
+        for p in pending {
+            let Some(id) = crate::hsm::KeyId::from_hex(&p.key_id) else {
+                continue;
+            };
+            match self.inner.hsm.destroy_key(&id) {
+                Ok(()) => {
+                    log::info!("key {} of deleted store {} destroyed", p.key_id, p.store_id);
+                    let event = crate::store::AuditEvent {
+                        event_id: 0,
+                        time: crate::ca::now(),
+                        identity: "pcad".into(),
+                        appkey: p.appkey.clone(),
+                        action: "KEY_DESTROY".into(),
+                        ca_store_id: Some(p.store_id),
+                        cert_id: Some(p.cert_id),
+                        template_id: None,
+                        serial_number: None,
+                        result: "SUCCESS".into(),
+                    };
+                    let _ = self.inner.db.append_audit(event);
+                    let _ = self.inner.db.remove_pending_destroy(&p.key_id);
+                    let _ = self.inner.db.durable();
+                }
+                Err(e) => log::warn!("key {} still not destroyed: {e}", p.key_id),
+            }
+        }
     }
 
     /// A store's settings changed: OCSP turned off forgets its responses; turned on, or a new
@@ -159,7 +266,7 @@ impl Publisher {
     }
 
     /// Re-signs every OCSP response of a store now (the benchmark and operators use it).
-    pub fn refresh_now(&self, store: &StoreRecord) -> Result<RefreshStats, String> {
+    pub fn refresh_now(&self, store: &StoreRecord) -> Result<RefreshStats, StatusError> {
         let stats = self.refresh_store(store)?;
         crate::metrics::METRICS.presign(stats.signed, stats.seconds);
         if let Ok(mut m) = self.inner.next_refresh.lock() {

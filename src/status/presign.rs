@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use bytes::Bytes;
 
 use super::cache::{etag, OcspAnswer, OcspEntry};
-use super::Publisher;
+use super::{Publisher, StatusError};
 use crate::ca::now;
 use crate::pki::ocsp::{self, CertStatus, OcspErrorStatus, RequestedCertId, SingleStatus};
 use crate::pki::{HashAlg, Signer};
@@ -29,9 +29,8 @@ struct Responder {
 }
 
 impl Responder {
-    fn new(cert: CertRecord) -> Result<Responder, String> {
-        let (name_hash_sha1, key_hash) =
-            ocsp::issuer_hashes(&cert.der, HashAlg::Sha1).map_err(|e| e.to_string())?;
+    fn new(cert: CertRecord) -> Result<Responder, StatusError> {
+        let (name_hash_sha1, key_hash) = ocsp::issuer_hashes(&cert.der, HashAlg::Sha1)?;
         Ok(Responder {
             cert,
             key_hash,
@@ -58,12 +57,11 @@ fn sign_entry(
     serials: Vec<Vec<u8>>,
     refresh_at: i64,
     generation: u64,
-) -> Result<OcspEntry, String> {
+) -> Result<OcspEntry, StatusError> {
     let this_update = singles.first().map(|s| s.this_update).unwrap_or_else(now);
-    let data = ocsp::response_data_der(&responder.key_hash, this_update, singles)
-        .map_err(|e| e.to_string())?;
-    let sig = signer.sign(&data).map_err(|e| e.to_string())?;
-    let der = ocsp::assemble(&data, signer.algorithm(), &sig).map_err(|e| e.to_string())?;
+    let data = ocsp::response_data_der(&responder.key_hash, this_update, singles)?;
+    let sig = signer.sign(&data)?;
+    let der = ocsp::assemble(&data, signer.algorithm(), &sig)?;
     let _ = p;
     Ok(OcspEntry {
         etag: etag(&der),
@@ -102,7 +100,7 @@ fn period(store: &StoreRecord) -> i64 {
 impl Publisher {
     /// Signs a fresh response for every unexpired certificate of every issuer of `store`, in
     /// parallel, and swaps the set in at once; then persists it so a restart serves at once.
-    pub(crate) fn refresh_store(&self, store: &StoreRecord) -> Result<RefreshStats, String> {
+    pub(crate) fn refresh_store(&self, store: &StoreRecord) -> Result<RefreshStats, StatusError> {
         let started = std::time::Instant::now();
         let db = &self.inner.db;
         let generation = self.inner.cache.next_generation();
@@ -110,8 +108,7 @@ impl Publisher {
         let next_update = t + 2 * period(store);
         let refresh_at = t + period(store);
         let issuers: Vec<CertRecord> = db
-            .issuers_of_store(store.id)
-            .map_err(|e| e.to_string())?
+            .issuers_of_store(store.id)?
             .into_iter()
             .filter(|c| c.not_after > t)
             .collect();
@@ -119,7 +116,7 @@ impl Publisher {
         let mut responders = Vec::new();
         for (i, issuer) in issuers.into_iter().enumerate() {
             for s in db.serials_of_issuer(issuer.id) {
-                let s = s.map_err(|e| e.to_string())?;
+                let s = s?;
                 if s.not_after > t && s.cert_id != Some(issuer.id) {
                     jobs.push((i, s));
                 }
@@ -185,12 +182,15 @@ impl Publisher {
             .collect();
         let signed = fresh.len();
         let ids: Vec<u64> = responders.iter().map(|r| r.cert.id).collect();
-        if self
-            .inner
-            .cache
-            .swap_in(&store.appkey, store.id, &ids, generation, fresh)
-        {
-            db.put_ocsp(store.id, &rows).map_err(|e| e.to_string())?;
+        if self.inner.cache.swap_in(
+            &store.appkey,
+            store.id,
+            &ids,
+            generation,
+            fresh,
+            failed.load(Ordering::Relaxed) == 0,
+        ) {
+            db.put_ocsp(store.id, &rows)?;
         }
         Ok(RefreshStats {
             signed,
@@ -205,17 +205,15 @@ impl Publisher {
         store: &StoreRecord,
         issuer_id: u64,
         serial: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), StatusError> {
         let db = &self.inner.db;
         let generation = self.inner.cache.next_generation();
         let s = db
-            .serial(issuer_id, serial)
-            .map_err(|e| e.to_string())?
-            .ok_or("unknown serial")?;
+            .serial(issuer_id, serial)?
+            .ok_or_else(|| StatusError::Failed("unknown serial".into()))?;
         let issuer = db
-            .cert(&store.appkey, store.id, issuer_id)
-            .map_err(|e| e.to_string())?
-            .ok_or("unknown issuer")?;
+            .cert(&store.appkey, store.id, issuer_id)?
+            .ok_or_else(|| StatusError::Failed("unknown issuer".into()))?;
         let r = Responder::new(issuer)?;
         let signer = self.signer_of(&r.cert)?;
         let t = now();
@@ -244,7 +242,7 @@ impl Publisher {
             der: e.der.to_vec(),
         };
         self.inner.cache.put(&store.appkey, store.id, cert_id, e);
-        db.put_ocsp(store.id, &[row]).map_err(|e| e.to_string())
+        Ok(db.put_ocsp(store.id, &[row])?)
     }
 
     /// Forgets the persisted canonical response of a certificate, so that a restart can never
@@ -254,12 +252,12 @@ impl Publisher {
         store: &StoreRecord,
         issuer: &CertRecord,
         serial: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), StatusError> {
         let r = Responder::new(issuer.clone())?;
-        self.inner
+        Ok(self
+            .inner
             .db
-            .forget_ocsp(store.id, issuer.id, &r.canonical_cert_id(serial))
-            .map_err(|e| e.to_string())
+            .forget_ocsp(store.id, issuer.id, &r.canonical_cert_id(serial))?)
     }
 
     /// The slow path: a CertID form not pre-signed (SHA-256/384/512, absent NULL parameters) or
@@ -353,22 +351,29 @@ impl Publisher {
         self.next_refresh(store.id).unwrap_or(t + period(store))
     }
 
-    pub(super) fn signer_of(&self, issuer: &CertRecord) -> Result<crate::hsm::HsmSigner, String> {
-        let key = issuer.issuer_key.as_ref().ok_or("not an issuer")?;
-        let id = crate::hsm::KeyId::from_hex(&key.key_id).ok_or("bad key id")?;
+    pub(super) fn signer_of(
+        &self,
+        issuer: &CertRecord,
+    ) -> Result<crate::hsm::HsmSigner, StatusError> {
+        let key = issuer
+            .issuer_key
+            .as_ref()
+            .ok_or_else(|| StatusError::Failed("not an issuer".into()))?;
+        let id = crate::hsm::KeyId::from_hex(&key.key_id)
+            .ok_or_else(|| StatusError::Failed("bad key id".into()))?;
         Ok(self.inner.hsm.signer(id, key.signature_algorithm))
     }
 
     /// Loads every persisted response whose nextUpdate is still ahead.
-    pub(super) fn load_persisted(&self) -> Result<(), String> {
+    pub(super) fn load_persisted(&self) -> Result<(), StatusError> {
         let t = now();
         let db = &self.inner.db;
-        for store in db.all_stores().map_err(|e| e.to_string())? {
+        for store in db.all_stores()? {
             if !store.ocsp_active {
                 continue;
             }
             for row in db.ocsp_of_store(store.id) {
-                let row = row.map_err(|e| e.to_string())?;
+                let row = row?;
                 if row.next_update <= t {
                     continue;
                 }

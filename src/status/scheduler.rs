@@ -61,6 +61,8 @@ impl Publisher {
         if !self.inner.hsm.is_up() {
             return;
         }
+        self.publish_pending();
+        self.destroy_pending_keys();
         let stores = match self.inner.db.all_stores() {
             Ok(s) => s,
             Err(e) => {
@@ -74,8 +76,15 @@ impl Publisher {
                 match self.refresh_store(&store) {
                     Ok(stats) => {
                         crate::metrics::METRICS.presign(stats.signed, stats.seconds);
+                        // A refresh that could not sign everything (the HSM went away) is tried
+                        // again soon; what it could not replace keeps being served meanwhile.
+                        let due = if stats.failed > 0 {
+                            t + 30
+                        } else {
+                            t + i64::from(store.ocsp_refresh_period) * 3600
+                        };
                         if let Ok(mut m) = self.inner.next_refresh.lock() {
-                            m.insert(store.id, t + i64::from(store.ocsp_refresh_period) * 3600);
+                            m.insert(store.id, due);
                         }
                         log::info!(
                             "store {}: {} OCSP responses signed in {:.2} s ({} failed)",

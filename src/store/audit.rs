@@ -72,3 +72,37 @@ impl Db {
         Ok(super::trees::paginate(items, page, size))
     }
 }
+
+/// An issuer key whose store was deleted while the HSM could not destroy it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PendingDestroy {
+    /// CKA_ID hex.
+    pub key_id: String,
+    pub appkey: String,
+    pub store_id: u64,
+    pub cert_id: u64,
+}
+
+impl Db {
+    /// Remembers (durably, with the caller's next `durable()`) a key still to destroy.
+    pub fn add_pending_destroy(&self, p: &PendingDestroy) -> Result<(), StoreError> {
+        let key = format!("destroy/{}", p.key_id);
+        self.trees.meta.insert(key, encode(p))?;
+        Ok(())
+    }
+
+    /// Keys still to destroy.
+    pub fn pending_destroys(&self) -> Result<Vec<PendingDestroy>, StoreError> {
+        self.trees
+            .meta
+            .scan_prefix(b"destroy/")
+            .values()
+            .map(|v| decode("pending destroy", &v?))
+            .collect()
+    }
+
+    pub fn remove_pending_destroy(&self, key_id: &str) -> Result<(), StoreError> {
+        self.trees.meta.remove(format!("destroy/{key_id}"))?;
+        Ok(())
+    }
+}

@@ -6,7 +6,7 @@ mod durable;
 mod records;
 mod trees;
 
-pub use audit::{AuditEvent, AuditFilter};
+pub use audit::{AuditEvent, AuditFilter, PendingDestroy};
 pub use records::{
     CertRecord, CertType, CrlRecord, IssuerKey, Revocation, SerialRecord, StoreRecord,
     TemplateRecord,
