@@ -130,10 +130,7 @@ async fn management_inner(
             Ok(Reply::Json(views::store(&s)))
         }
         (Method::PUT, Route::Store(id)) => {
-            who.require(Role::Admin)?;
-            // An unknown store answers 404 before the body is judged.
-            let k = appkey.clone();
-            api.blocking(move |ca| ca.store(&k, id)).await?;
+            admin_and(api, &who, move |ca, k| ca.store(k, id)).await?;
             let params = body::json::<StoreBody>(&body)?.check()?;
             let s = api
                 .blocking(move |ca| ca.update_store(&actor, id, params))
@@ -169,9 +166,7 @@ async fn management_inner(
             Ok(Reply::Json(views::page(&p, views::cert)))
         }
         (Method::POST, Route::Certs(store)) => {
-            who.require(Role::Admin)?;
-            let k = appkey.clone();
-            api.blocking(move |ca| ca.store(&k, store)).await?;
+            admin_and(api, &who, move |ca, k| ca.store(k, store)).await?;
             let params = body::json::<IssuerBody>(&body)?.check()?;
             let c = api
                 .blocking(move |ca| ca.create_issuer(&actor, store, params))
@@ -227,9 +222,7 @@ async fn management_inner(
             })))
         }
         (Method::POST, Route::CertRevoke(store, id)) => {
-            who.require(Role::Admin)?;
-            let k = appkey.clone();
-            api.blocking(move |ca| ca.cert(&k, store, id)).await?;
+            admin_and(api, &who, move |ca, k| ca.cert(k, store, id)).await?;
             let reason = RevokeBody::reason(&body)?;
             let c = api
                 .blocking(move |ca| ca.revoke(&actor, store, id, reason))
@@ -247,9 +240,7 @@ async fn management_inner(
             Ok(Reply::Json(views::page(&p, views::template)))
         }
         (Method::POST, Route::Templates(store)) => {
-            who.require(Role::Admin)?;
-            let k = appkey.clone();
-            api.blocking(move |ca| ca.store(&k, store)).await?;
+            admin_and(api, &who, move |ca, k| ca.store(k, store)).await?;
             let params = body::json::<TemplateBody>(&body)?.check()?;
             let t = api
                 .blocking(move |ca| ca.create_template(&actor, store, params))
@@ -263,9 +254,7 @@ async fn management_inner(
             Ok(Reply::Json(views::template(&t)))
         }
         (Method::PUT, Route::Template(store, id)) => {
-            who.require(Role::Admin)?;
-            let k = appkey.clone();
-            api.blocking(move |ca| ca.template(&k, store, id)).await?;
+            admin_and(api, &who, move |ca, k| ca.template(k, store, id)).await?;
             let params = body::json::<TemplateBody>(&body)?.check()?;
             let t = api
                 .blocking(move |ca| ca.update_template(&actor, store, id, params))
@@ -279,9 +268,7 @@ async fn management_inner(
             Ok(Reply::Json(Value::Null))
         }
         (Method::POST, Route::TemplateIssue(store, id)) => {
-            who.require(Role::Admin)?;
-            let k = appkey.clone();
-            api.blocking(move |ca| ca.template(&k, store, id)).await?;
+            admin_and(api, &who, move |ca, k| ca.template(k, store, id)).await?;
             let req = body::json::<LeafBody>(&body)?.check()?;
             let LeafRequest {
                 params,
@@ -301,6 +288,18 @@ async fn management_inner(
         }
         (_, _) => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// ADMIN, then `check` that the addressed object exists before the body is judged, so that an
+/// unknown id answers 404 rather than a complaint about the body.
+async fn admin_and<T: Send + 'static>(
+    api: &Api,
+    who: &Authed,
+    check: impl FnOnce(&crate::ca::Ca, &str) -> Result<T, crate::ca::CaError> + Send + 'static,
+) -> Result<(), ApiError> {
+    who.require(Role::Admin)?;
+    let appkey = who.appkey.clone();
+    api.blocking(move |ca| check(ca, &appkey).map(|_| ())).await
 }
 
 /// API.md's "Issued leaf" answer.
