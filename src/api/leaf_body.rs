@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 use super::body::{self, description, name, range, KeyInfoBody, Obj, OidInfoBody, SubjectInfoBody};
 use super::error::ApiError;
-use crate::ca::{LeafMode, LeafParams, TemplateParams};
+use crate::ca::{LeafMode, LeafParams, TemplateSpec};
 use crate::pki::cert::{ExtendedKeyUsage, KeyUsage};
 use crate::pki::crl::RevocationReason;
 
@@ -38,7 +38,7 @@ pub struct TemplateBody {
 }
 
 impl TemplateBody {
-    pub fn check(self) -> Result<TemplateParams, ApiError> {
+    pub fn check(self) -> Result<TemplateSpec, ApiError> {
         let name = name("name", self.name)?;
         let description = description(self.description)?;
         let parent_cert_id = match self.parent_cert_id {
@@ -95,7 +95,7 @@ impl TemplateBody {
             .unwrap_or_default()
             .check("subjectInfo", false)?;
         let other_fields = OidInfoBody::check_all("otherFields", self.other_fields)?;
-        Ok(TemplateParams {
+        Ok(TemplateSpec {
             name,
             description,
             parent_cert_id,

@@ -59,33 +59,33 @@ impl Ca {
         let t = self.template(appkey, store_id, template_id)?;
         let issuer = self
             .db
-            .cert(appkey, store_id, t.parent_cert_id)?
+            .cert(appkey, store_id, t.spec.parent_cert_id)?
             .ok_or_else(|| {
                 CaError::Conflict(format!(
                     "template {template_id}: its issuer {} no longer exists",
-                    t.parent_cert_id
+                    t.spec.parent_cert_id
                 ))
             })?;
         self.check_issuer_usable(&issuer, "template.parentCertId")?;
 
         let (subject, sans) = profile(&t, &p)?;
         let start = now();
-        let not_before = start - t.back_date_validation as i64;
+        let not_before = start - t.spec.back_date_validation as i64;
         let not_after = leaf_end(start, p.validity, &t, issuer.not_after)?;
 
         let (spki_der, key, key_algorithm) = match &p.mode {
             LeafMode::Generate => {
-                let key = SoftKey::generate(t.key_algorithm)?;
-                (key.spki_der(), Some(LeafKey(key)), t.key_algorithm)
+                let key = SoftKey::generate(t.spec.key_algorithm)?;
+                (key.spki_der(), Some(LeafKey(key)), t.spec.key_algorithm)
             }
             LeafMode::Sign(csr) => {
-                if csr.key_algorithm != t.key_algorithm {
+                if csr.key_algorithm != t.spec.key_algorithm {
                     return Err(CaError::Csr(format!(
                         "csr: key is {} {}, the template requires {} {}",
                         csr.key_algorithm.api_name(),
                         csr.key_algorithm.key_size(),
-                        t.key_algorithm.api_name(),
-                        t.key_algorithm.key_size()
+                        t.spec.key_algorithm.api_name(),
+                        t.spec.key_algorithm.key_size()
                     )));
                 }
                 (csr.spki_der.clone(), None, csr.key_algorithm)
@@ -101,7 +101,7 @@ impl Ca {
             .ok_or_else(|| CaError::Internal(format!("issuer {} has no key", issuer.id)))?;
         let sig_alg = issuer_key
             .key_algorithm
-            .signature_algorithm(t.signature_bits);
+            .signature_algorithm(t.spec.signature_bits);
         let key_id = crate::hsm::KeyId::from_hex(&issuer_key.key_id)
             .ok_or_else(|| CaError::Internal(format!("issuer {} has a bad key id", issuer.id)))?;
         let signer = self.hsm.signer(key_id, sig_alg);
@@ -113,13 +113,14 @@ impl Ca {
             }
         };
         let mut ekus: Vec<const_oid::ObjectIdentifier> =
-            t.extended_key_usage.iter().map(|e| e.oid()).collect();
-        for o in &t.extended_key_usage_oids {
+            t.spec.extended_key_usage.iter().map(|e| e.oid()).collect();
+        for o in &t.spec.extended_key_usage_oids {
             ekus.push(o.parse().map_err(|_| {
                 CaError::Internal(format!("template {} has a bad EKU OID {o}", t.id))
             })?);
         }
         let policies = t
+            .spec
             .policies
             .iter()
             .map(|o| {
@@ -135,12 +136,12 @@ impl Ca {
             not_before,
             not_after,
             spki_der,
-            basic_constraints: if t.basic_constraints_valid_for_non_ca {
+            basic_constraints: if t.spec.basic_constraints_valid_for_non_ca {
                 BasicConstraints::NotCa
             } else {
                 BasicConstraints::Absent
             },
-            key_usage: t.key_usage.clone(),
+            key_usage: t.spec.key_usage.clone(),
             extended_key_usage: ekus,
             policies,
             sans,
@@ -150,7 +151,7 @@ impl Ca {
         let der = cert::issue(&params, &signer)?;
         let info = cert::parse_info(&der)?;
 
-        let cert_id = if t.store_in_server {
+        let cert_id = if t.spec.store_in_server {
             Some(self.db.next_id()?)
         } else {
             None
@@ -274,7 +275,7 @@ fn profile(t: &TemplateRecord, p: &LeafParams) -> Result<(SubjectInfo, Sans), Ca
         LeafMode::Generate => None,
     };
     let common_name = match csr {
-        Some(c) if t.use_csr_common_name && c.subject.common_name.is_some() => {
+        Some(c) if t.spec.use_csr_common_name && c.subject.common_name.is_some() => {
             c.subject.common_name.clone()
         }
         _ => p.common_name.clone(),
@@ -292,13 +293,13 @@ fn profile(t: &TemplateRecord, p: &LeafParams) -> Result<(SubjectInfo, Sans), Ca
         ));
     }
     let mut subject = match csr {
-        Some(c) if t.use_csr_other_fields => SubjectInfo {
+        Some(c) if t.spec.use_csr_other_fields => SubjectInfo {
             common_name: None,
             ..c.subject.clone()
         },
         _ => SubjectInfo {
-            other: t.other_fields.clone(),
-            ..t.subject_info.clone()
+            other: t.spec.other_fields.clone(),
+            ..t.spec.subject_info.clone()
         },
     };
     subject.common_name = Some(common_name.clone());
@@ -306,9 +307,9 @@ fn profile(t: &TemplateRecord, p: &LeafParams) -> Result<(SubjectInfo, Sans), Ca
         subject.serial_number = Some(sn.clone());
     }
 
-    let from_csr = csr.is_some() && t.use_csr_sans;
+    let from_csr = csr.is_some() && t.spec.use_csr_sans;
     let mut sans = match csr {
-        Some(c) if t.use_csr_sans => c.sans.clone(),
+        Some(c) if t.spec.use_csr_sans => c.sans.clone(),
         _ => p.sans.clone(),
     };
     // Names the template forbids: 400 naming the request field, or naming the CSR (40002) when
@@ -320,14 +321,14 @@ fn profile(t: &TemplateRecord, p: &LeafParams) -> Result<(SubjectInfo, Sans), Ca
             CaError::Invalid(format!("{field}: {rule}"))
         }
     };
-    if !sans.ip.is_empty() && !t.allow_ip_sans {
+    if !sans.ip.is_empty() && !t.spec.allow_ip_sans {
         return Err(refuse(
             "ipSans".into(),
             "the template does not allow IP SANs (allowIpSans is false)".into(),
         ));
     }
     for (i, u) in sans.uri.iter().enumerate() {
-        if !t.url_sans_whitelist.iter().any(|g| glob(g, u)) {
+        if !t.spec.url_sans_whitelist.iter().any(|g| glob(g, u)) {
             return Err(refuse(
                 format!("urlSans[{i}]"),
                 format!("{u:?} matches no entry of the template's urlSansWhitelist"),
@@ -336,6 +337,7 @@ fn profile(t: &TemplateRecord, p: &LeafParams) -> Result<(SubjectInfo, Sans), Ca
     }
     for (i, o) in sans.other.iter().enumerate() {
         if !t
+            .spec
             .other_sans_whitelist
             .iter()
             .any(|w| other_san_allowed(w, o))
@@ -361,7 +363,7 @@ fn leaf_end(
     t: &TemplateRecord,
     issuer_end: i64,
 ) -> Result<i64, CaError> {
-    let cap = match (t.max_ttl, t.max_specific_date) {
+    let cap = match (t.spec.max_ttl, t.spec.max_specific_date) {
         (Some(0), _) | (None, None) => now + super::issuer::MAX_TTL as i64,
         (Some(ttl), _) => now + ttl as i64,
         (None, Some(date)) => date,
@@ -377,7 +379,7 @@ fn leaf_end(
         Some(Validity::Until(d)) => d,
     };
     if end > cap {
-        let rule = match t.max_ttl {
+        let rule = match t.spec.max_ttl {
             Some(ttl) => format!("must not exceed the template's maxTTL of {ttl} seconds"),
             None => format!(
                 "must not be after the template's maxSpecificDate {}",

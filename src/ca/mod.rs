@@ -8,11 +8,11 @@ mod leaf;
 mod store;
 mod template;
 
+pub use crate::store::TemplateSpec;
 pub use audit::{Actor, Target};
 pub use issuer::{IssuerParams, Validity};
 pub use leaf::{IssuedLeaf, LeafKey, LeafMode, LeafParams};
 pub use store::StoreParams;
-pub use template::TemplateParams;
 
 use std::sync::Arc;
 

@@ -1,44 +1,15 @@
 //! Templates: the seed's Template API (Vault PKI roles under other names).
 
 use super::{now, Actor, Ca, CaError, Target};
-use crate::pki::cert::{self, ExtendedKeyUsage, KeyUsage, OidValue, SubjectInfo};
-use crate::pki::KeyAlgorithm;
-use crate::store::{Page, TemplateRecord};
-
-/// A checked Create/Modify Template body.
-#[derive(Clone, Debug)]
-pub struct TemplateParams {
-    pub name: String,
-    pub description: Option<String>,
-    pub parent_cert_id: u64,
-    pub max_ttl: Option<u64>,
-    pub max_specific_date: Option<i64>,
-    pub back_date_validation: u64,
-    pub allow_ip_sans: bool,
-    pub url_sans_whitelist: Vec<String>,
-    pub other_sans_whitelist: Vec<OidValue>,
-    pub store_in_server: bool,
-    pub basic_constraints_valid_for_non_ca: bool,
-    pub use_csr_common_name: bool,
-    pub use_csr_sans: bool,
-    pub key_algorithm: KeyAlgorithm,
-    pub key_algorithm_name: String,
-    pub signature_bits: u32,
-    pub key_usage: Vec<KeyUsage>,
-    pub extended_key_usage: Vec<ExtendedKeyUsage>,
-    pub extended_key_usage_oids: Vec<String>,
-    pub policies: Vec<String>,
-    pub subject_info: SubjectInfo,
-    pub use_csr_other_fields: bool,
-    pub other_fields: Vec<OidValue>,
-}
+use crate::pki::cert;
+use crate::store::{Page, TemplateRecord, TemplateSpec};
 
 impl Ca {
     pub fn create_template(
         &self,
         who: &Actor,
         store_id: u64,
-        p: TemplateParams,
+        p: TemplateSpec,
     ) -> Result<TemplateRecord, CaError> {
         let appkey = who.appkey.as_str();
         self.check_template(appkey, store_id, &p)?;
@@ -85,7 +56,7 @@ impl Ca {
         who: &Actor,
         store_id: u64,
         id: u64,
-        p: TemplateParams,
+        p: TemplateSpec,
     ) -> Result<TemplateRecord, CaError> {
         let appkey = who.appkey.as_str();
         let old = self.template(appkey, store_id, id)?;
@@ -117,12 +88,7 @@ impl Ca {
 
     /// Rules that need the database: the parent is a usable issuer of this store; the key usages
     /// fit the key type.
-    fn check_template(
-        &self,
-        appkey: &str,
-        store_id: u64,
-        p: &TemplateParams,
-    ) -> Result<(), CaError> {
+    fn check_template(&self, appkey: &str, store_id: u64, p: &TemplateSpec) -> Result<(), CaError> {
         self.store(appkey, store_id)?;
         let parent = self
             .db
@@ -154,7 +120,7 @@ fn record(
     id: u64,
     appkey: &str,
     store_id: u64,
-    p: TemplateParams,
+    spec: TemplateSpec,
     created_at: i64,
     updated_at: i64,
 ) -> TemplateRecord {
@@ -162,29 +128,7 @@ fn record(
         id,
         appkey: appkey.to_owned(),
         store_id,
-        name: p.name,
-        description: p.description,
-        parent_cert_id: p.parent_cert_id,
-        max_ttl: p.max_ttl,
-        max_specific_date: p.max_specific_date,
-        back_date_validation: p.back_date_validation,
-        allow_ip_sans: p.allow_ip_sans,
-        url_sans_whitelist: p.url_sans_whitelist,
-        other_sans_whitelist: p.other_sans_whitelist,
-        store_in_server: p.store_in_server,
-        basic_constraints_valid_for_non_ca: p.basic_constraints_valid_for_non_ca,
-        use_csr_common_name: p.use_csr_common_name,
-        use_csr_sans: p.use_csr_sans,
-        key_algorithm: p.key_algorithm,
-        key_algorithm_name: p.key_algorithm_name,
-        signature_bits: p.signature_bits,
-        key_usage: p.key_usage,
-        extended_key_usage: p.extended_key_usage,
-        extended_key_usage_oids: p.extended_key_usage_oids,
-        policies: p.policies,
-        subject_info: p.subject_info,
-        use_csr_other_fields: p.use_csr_other_fields,
-        other_fields: p.other_fields,
+        spec,
         created_at,
         updated_at,
     }

@@ -9,7 +9,7 @@ mod trees;
 pub use audit::{AuditEvent, AuditFilter, PendingDestroy};
 pub use records::{
     CertRecord, CertType, CrlRecord, IssuerKey, Revocation, SerialRecord, StoreRecord,
-    TemplateRecord,
+    TemplateRecord, TemplateSpec,
 };
 pub use trees::{CertFilter, OcspRow, Page, RevokedRow};
 

@@ -100,12 +100,9 @@ pub struct SerialRecord {
     pub revocation: Option<Revocation>,
 }
 
-/// A template: the seed's Create Template body, checked.
+/// What a template says: the seed's Create Template body, checked.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct TemplateRecord {
-    pub id: u64,
-    pub appkey: String,
-    pub store_id: u64,
+pub struct TemplateSpec {
     pub name: String,
     pub description: Option<String>,
     pub parent_cert_id: u64,
@@ -131,6 +128,16 @@ pub struct TemplateRecord {
     pub subject_info: SubjectInfo,
     pub use_csr_other_fields: bool,
     pub other_fields: Vec<OidValue>,
+}
+
+/// A stored template.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TemplateRecord {
+    pub id: u64,
+    pub appkey: String,
+    pub store_id: u64,
+    #[serde(flatten)]
+    pub spec: TemplateSpec,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -471,16 +471,16 @@ impl Db {
         let t = &self.trees;
         (&t.templates, &t.store_templates, &t.template_names)
             .transaction(|(templates, store_templates, names)| {
-                if old.map(|o| o.name != rec.name).unwrap_or(true) {
-                    let nk = with_prefix(rec.store_id, rec.name.as_bytes());
+                if old.map(|o| o.spec.name != rec.spec.name).unwrap_or(true) {
+                    let nk = with_prefix(rec.store_id, rec.spec.name.as_bytes());
                     if names.get(&nk)?.is_some() {
                         return abort(StoreError::Conflict(format!(
                             "name: a template named {:?} already exists in this store",
-                            rec.name
+                            rec.spec.name
                         )));
                     }
                     if let Some(o) = old {
-                        names.remove(with_prefix(o.store_id, o.name.as_bytes()))?;
+                        names.remove(with_prefix(o.store_id, o.spec.name.as_bytes()))?;
                     }
                     names.insert(nk, &rec.id.to_be_bytes())?;
                 }
@@ -525,7 +525,7 @@ impl Db {
                 continue;
             };
             let rec: TemplateRecord = decode("template", &v)?;
-            if search.is_some_and(|s| !contains_ci(&rec.name, s)) {
+            if search.is_some_and(|s| !contains_ci(&rec.spec.name, s)) {
                 continue;
             }
             items.push(rec);
@@ -539,7 +539,7 @@ impl Db {
             .transaction(|(templates, store_templates, names)| {
                 templates.remove(&rec.id.to_be_bytes())?;
                 store_templates.remove(&two(rec.store_id, rec.id))?;
-                names.remove(with_prefix(rec.store_id, rec.name.as_bytes()))?;
+                names.remove(with_prefix(rec.store_id, rec.spec.name.as_bytes()))?;
                 Ok(())
             })
             .map_err(tx_err)
