@@ -2,7 +2,8 @@
 # The one command that runs every test of pcad:
 #   1. cargo build --release --locked   (the pcad binary the end-to-end tests start)
 #   2. cargo test --locked              (unit tests)
-#   3. pytest softhsm-tests             (the real daemon on a real SoftHSM token, in a temp dir)
+#   3. fuzz/run-short.sh                (a short libFuzzer run of every fuzz target)
+#   4. pytest softhsm-tests             (the real daemon on a real SoftHSM token, in a temp dir)
 # Needs (Debian): apt install softhsm2 opensc openssl python3-venv curl   (+ a Rust toolchain)
 # Extra arguments go to pytest, e.g.  softhsm-tests/run-all.sh -k stores -x
 set -euo pipefail
@@ -29,6 +30,14 @@ cargo build --release --locked --bin pcad
 
 echo "==> cargo test --locked"
 cargo test --locked
+
+# Short libFuzzer runs of every fuzz target (OCSP request and GET path, CSR, JSON bodies,
+# config); PCAD_FUZZ_SECONDS=0 skips them. The long runs are recorded in the notes.
+fuzz_seconds=${PCAD_FUZZ_SECONDS:-20}
+if [ "$fuzz_seconds" -gt 0 ]; then
+    echo "==> fuzz/run-short.sh ($fuzz_seconds s per target)"
+    FUZZ_SECONDS=$fuzz_seconds FUZZ_SANITIZER=${FUZZ_SANITIZER:-none} "$repo/fuzz/run-short.sh"
+fi
 
 echo "==> python venv ($venv)"
 if [ ! -x "$venv/bin/python" ]; then
