@@ -268,8 +268,16 @@ async fn management_inner(
             Ok(Reply::Json(Value::Null))
         }
         (Method::POST, Route::TemplateIssue(store, id)) => {
-            admin_and(api, &who, move |ca, k| ca.template(k, store, id)).await?;
-            let req = body::json::<LeafBody>(&body)?.check()?;
+            // The hot path: one trip to a blocking thread (issue_leaf answers 404 for an unknown
+            // template itself); a bad body is judged only after the template is known to exist.
+            who.require(Role::Admin)?;
+            let req = match body::json::<LeafBody>(&body).and_then(LeafBody::check) {
+                Ok(req) => req,
+                Err(e) => {
+                    admin_and(api, &who, move |ca, k| ca.template(k, store, id)).await?;
+                    return Err(e);
+                }
+            };
             let LeafRequest {
                 params,
                 format,

@@ -1,7 +1,12 @@
 //! Group commit: sled's `flush()` writes with `sync_file_range`, which does not survive a power
 //! loss, so every acknowledged write is followed by an fsync of the database files. Concurrent
 //! writers share one flush+fsync: each waits for a sync that started after its own write.
+//!
+//! sled appends to one log file (`db`); that file is fdatasynced on every commit. Its other files
+//! (`conf`, snapshots, blobs) are written as new files, so they and their folders are fsynced
+//! only when a new name appears.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
@@ -11,6 +16,10 @@ use super::StoreError;
 pub(super) struct Syncer {
     db: sled::Db,
     dir: PathBuf,
+    /// sled's log, kept open.
+    log: Option<File>,
+    /// The files already made durable (their names, and so their folders' entries).
+    known: Mutex<BTreeSet<PathBuf>>,
     state: Mutex<State>,
     done: Condvar,
 }
@@ -29,6 +38,8 @@ impl Syncer {
         Syncer {
             db,
             dir: dir.to_owned(),
+            log: File::open(dir.join("db")).ok(),
+            known: Mutex::new(BTreeSet::new()),
             state: Mutex::new(State::default()),
             done: Condvar::new(),
         }
@@ -61,21 +72,44 @@ impl Syncer {
 
     fn flush_and_fsync(&self) -> Result<(), StoreError> {
         self.db.flush()?;
-        fsync_tree(&self.dir)?;
+        match &self.log {
+            Some(log) => log.sync_data()?,
+            None => File::open(self.dir.join("db"))?.sync_data()?,
+        }
+        let mut files = BTreeSet::new();
+        list_files(&self.dir, &mut files)?;
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if files != *known {
+            for new in files.difference(&known) {
+                File::open(new)?.sync_all()?;
+            }
+            fsync_dirs(&self.dir)?;
+            *known = files;
+        }
         Ok(())
     }
 }
 
-/// fsyncs every regular file of sled's folder (the log `db`, `conf`, snapshots, blobs) and the
-/// folders themselves, so that new files are durable too.
-fn fsync_tree(dir: &Path) -> std::io::Result<()> {
+/// Every regular file below `dir`.
+fn list_files(dir: &Path, out: &mut BTreeSet<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let kind = entry.file_type()?;
         if kind.is_file() {
-            File::open(entry.path())?.sync_all()?;
+            out.insert(entry.path());
         } else if kind.is_dir() {
-            fsync_tree(&entry.path())?;
+            list_files(&entry.path(), out)?;
+        }
+    }
+    Ok(())
+}
+
+/// fsyncs `dir` and every folder below it, so that new names in them are durable.
+fn fsync_dirs(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            fsync_dirs(&entry.path())?;
         }
     }
     File::open(dir)?.sync_all()

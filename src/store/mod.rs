@@ -105,3 +105,69 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
 fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(what.to_owned(), e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(id: u64, name: &str) -> StoreRecord {
+        StoreRecord {
+            id,
+            appkey: "k".into(),
+            name: name.into(),
+            description: None,
+            crl_active: false,
+            crl_refresh_period: 7,
+            ocsp_active: false,
+            ocsp_refresh_period: 1,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn durable_writes_survive_reopen_and_names_stay_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = {
+            let db = Db::open(dir.path()).unwrap();
+            let id = db.next_id().unwrap();
+            db.insert_store(&store(id, "a")).unwrap();
+            assert!(matches!(
+                db.insert_store(&store(id + 1, "a")),
+                Err(StoreError::Conflict(_))
+            ));
+            // Concurrent writers share syncs and all return.
+            std::thread::scope(|s| {
+                for _ in 0..8 {
+                    s.spawn(|| db.durable().unwrap());
+                }
+            });
+            id
+        };
+        let db = Db::open(dir.path()).unwrap();
+        assert_eq!(db.store("k", id).unwrap().unwrap().name, "a");
+        assert!(
+            db.store("other", id).unwrap().is_none(),
+            "another appkey sees nothing"
+        );
+        assert!(db.next_id().unwrap() > id, "ids never repeat across reopen");
+    }
+
+    #[test]
+    fn a_newer_schema_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Db::open(dir.path()).unwrap();
+            db.trees
+                .meta
+                .insert(b"schema_version", &(SCHEMA_VERSION + 1).to_be_bytes())
+                .unwrap();
+            db.durable().unwrap();
+        }
+        match Db::open(dir.path()) {
+            Err(StoreError::NewerSchema { found, .. }) => assert_eq!(found, SCHEMA_VERSION + 1),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a newer database must not open"),
+        }
+    }
+}
