@@ -1,0 +1,420 @@
+//! crl-bench: CRL build+sign time, CRL size, peak memory and revoke latency at N revoked
+//! certificates (default N = 1k, 10k, 100k, 1M), against a real SoftHSM token, in-process.
+//!
+//! Each (key type, N) runs in a fresh child process (this program re-run with `--child`), so
+//! that its peak RSS is its own. Goal (issue): 1M entries in < 5 s and < 500 MB RSS, linear.
+//!
+//! Usage: `crl-bench [--ns 1000,10000,100000,1000000] [--keys p256,rsa2048] [--revokes 5]
+//! [--reps 3] [--threads 2]`
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::Duration;
+
+use pcad::pki::crl::{self, CrlParams, RevocationReason, RevokedEntry};
+use pcad::pki::Signer;
+use pcad::store::{CertRecord, CrlRecord, SerialRecord, StoreRecord};
+use pcad_bench::{
+    issuer_key, key_by_name, key_name, leaf_params, machine_header, mb, median, mem, ms,
+    populate_revoked, reset_peak, run_self, tagged_fields, template_params, timed, FakeSigner, Lab,
+};
+
+/// Longest a child may take (1M RSA-2048 included).
+const CHILD_LIMIT: Duration = Duration::from_secs(45 * 60);
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = if args.first().map(String::as_str) == Some("--child") {
+        child(&args[1..])
+    } else {
+        parent(&args)
+    };
+    if let Err(e) = result {
+        eprintln!("crl-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+struct Options {
+    ns: Vec<usize>,
+    keys: Vec<String>,
+    revokes: usize,
+    reps: usize,
+    threads: usize,
+}
+
+fn options(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        ns: vec![1_000, 10_000, 100_000, 1_000_000],
+        keys: vec!["p256".into(), "rsa2048".into()],
+        revokes: 5,
+        reps: 3,
+        threads: 2,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().cloned().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--ns" => {
+                o.ns = value()?
+                    .split(',')
+                    .map(|s| {
+                        s.trim()
+                            .parse()
+                            .map_err(|_| format!("--ns: bad number {s:?}"))
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            "--keys" => o.keys = value()?.split(',').map(str::to_owned).collect(),
+            "--revokes" => o.revokes = value()?.parse().map_err(|_| "--revokes: a number")?,
+            "--reps" => o.reps = value()?.parse().map_err(|_| "--reps: a number")?,
+            "--threads" => o.threads = value()?.parse().map_err(|_| "--threads: a number")?,
+            "-h" | "--help" => {
+                println!("crl-bench [--ns 1000,10000,100000,1000000] [--keys p256,rsa2048] [--revokes 5] [--reps 3] [--threads 2]");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?} (see --help)")),
+        }
+    }
+    for k in &o.keys {
+        key_by_name(k).ok_or(format!("--keys: {k:?} is not p256, rsa2048 or ed25519"))?;
+    }
+    Ok(o)
+}
+
+fn parent(args: &[String]) -> Result<(), String> {
+    let o = options(args)?;
+    print!("{}", machine_header("crl-bench"));
+    println!(
+        "# per row: a fresh process and SoftHSM token; store (crlActive, ocspActive) > ROOT > INTERMEDIATE (the CRL issuer)"
+    );
+    println!(
+        "# populate: N minimal leaf records + serial records via Db::insert_cert, then Db::revoke each ({} threads; reasons 50% unspecified / 50% keyCompromise; 16-octet random serials)",
+        o.threads
+    );
+    println!(
+        "# CRL ms: Publisher::renew_crl (scan revoked index + build + HSM sign + put_crl + 2 durable syncs), median of {} runs",
+        o.reps
+    );
+    println!(
+        "# revoke ms: Ca::revoke of a real leaf (issued by Ca::issue_leaf) at that N (records, fsyncs, re-signs OCSP + CRL), median of {}",
+        o.revokes
+    );
+    println!("# RSS: after populate the database is closed and reopened (a restarted daemon); 'base' = resident then; 'CRL pk' = VmHWM over the CRL runs (reset at base); 'rev pk' = VmHWM over the revokes (reset before them); 'setup' = VmHWM while populating (sled, not the CRL)");
+    let mut rows = Vec::new();
+    for key in &o.keys {
+        let alg = key_by_name(key).ok_or("bad key")?;
+        println!(
+            "\n## issuer key {} (HSM sessions: see column S)",
+            key_name(alg)
+        );
+        println!(
+            "{:>9} {:>10} {:>10} {:>9} {:>11} {:>7} {:>10} {:>8} {:>8} {:>8} {:>9} {:>3}",
+            "N",
+            "populate s",
+            "CRL ms",
+            "ns/entry",
+            "CRL bytes",
+            "B/entry",
+            "revoke ms",
+            "base MB",
+            "CRL pk",
+            "rev pk",
+            "setup MB",
+            "S"
+        );
+        for &n in &o.ns {
+            let child_args: Vec<String> = vec![
+                "--child".into(),
+                n.to_string(),
+                key.clone(),
+                o.revokes.to_string(),
+                o.reps.to_string(),
+                o.threads.to_string(),
+            ];
+            let out = run_self(&child_args, CHILD_LIMIT)?;
+            let f = tagged_fields(&out, "ROW ").ok_or(format!("no ROW in child output: {out}"))?;
+            let g = |k: &str| -> f64 { f.get(k).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN) };
+            println!(
+                "{:>9} {:>10.1} {:>10.1} {:>9.0} {:>11.0} {:>7.1} {:>10.1} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>3}",
+                n,
+                g("populate_s"),
+                g("build_ms"),
+                g("build_ms") * 1e6 / n as f64,
+                g("crl_bytes"),
+                g("crl_bytes") / n as f64,
+                g("revoke_ms"),
+                g("base_mb"),
+                g("peak_mb"),
+                g("revoke_peak_mb"),
+                g("setup_mb"),
+                g("sessions"),
+            );
+            let _ = std::io::stdout().flush();
+            rows.push((key.clone(), n, f));
+        }
+    }
+    println!("\n## where the CRL time goes (pieces measured apart after the runs; renew_crl = scan + encode + sign + put_crl/durable + one more durable (the CRL number) + rest)");
+    println!(
+        "{:>9} {:>9} {:>9} {:>9} {:>10} {:>12} {:>11} {:>9} {:>11} {:>11}",
+        "key",
+        "N",
+        "CRL ms",
+        "scan ms",
+        "encode ms",
+        "HSM sign ms",
+        "put+sync ms",
+        "sync ms",
+        "rest ms",
+        "revoke max"
+    );
+    for (key, n, f) in &rows {
+        let g = |k: &str| -> f64 { f.get(k).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN) };
+        println!(
+            "{:>9} {:>9} {:>9.1} {:>9.1} {:>10.1} {:>12.1} {:>11.1} {:>9.1} {:>11.1} {:>11.1}",
+            key,
+            n,
+            g("build_ms"),
+            g("scan_ms"),
+            g("encode_ms"),
+            g("sign_ms"),
+            g("store_ms"),
+            g("sync_ms"),
+            g("build_ms")
+                - g("scan_ms")
+                - g("encode_ms")
+                - g("sign_ms")
+                - g("store_ms")
+                - g("sync_ms"),
+            g("revoke_max_ms"),
+        );
+    }
+    println!(
+        "\n## goals (issue): 1M entries < 5000 ms and < 500 MB RSS; growth linear (ns/entry flat)"
+    );
+    for key in &o.keys {
+        let mine: Vec<_> = rows.iter().filter(|(k, _, _)| k == key).collect();
+        let g = |f: &HashMap<String, String>, k: &str| -> f64 {
+            f.get(k).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
+        };
+        if let Some((_, n, f)) = mine.iter().max_by_key(|(_, n, _)| *n) {
+            let build = g(f, "build_ms");
+            let peak = g(f, "peak_mb");
+            println!(
+                "{}: N={n}: CRL {build:.0} ms ({:.2}x of the budget 5000 ms x N/1M, {}), peak RSS {peak:.0} MB ({:.2}x of 500 MB, {})",
+                key_name(key_by_name(key).ok_or("bad key")?),
+                build / (5000.0 * *n as f64 / 1e6),
+                if build * 1e6 / (*n as f64) < 5000.0 { "met" } else { "MISSED" },
+                peak / 500.0,
+                if peak < 500.0 { "met" } else { "MISSED" },
+            );
+        }
+        if let (Some(lo), Some(hi)) = (
+            mine.iter()
+                .filter(|(_, n, _)| *n >= 10_000)
+                .min_by_key(|(_, n, _)| *n),
+            mine.iter().max_by_key(|(_, n, _)| *n),
+        ) {
+            let per = |(_, n, f): &&(String, usize, HashMap<String, String>)| {
+                g(f, "build_ms") / *n as f64
+            };
+            println!(
+                "  linearity: ns/entry at N={} is {:.2}x that at N={}",
+                hi.1,
+                per(hi) / per(lo),
+                lo.1
+            );
+        }
+    }
+    println!("# load average at end: {}", pcad_bench::load_average());
+    Ok(())
+}
+
+/// One (N, key type) in a fresh process: prints one `ROW key=value ...` line.
+fn child(args: &[String]) -> Result<(), String> {
+    let arg = |i: usize| args.get(i).cloned().ok_or("child: missing argument");
+    let n: usize = arg(0)?.parse().map_err(|_| "child: N")?;
+    let key = key_by_name(&arg(1)?).ok_or("child: key")?;
+    let revokes: usize = arg(2)?.parse().map_err(|_| "child: revokes")?;
+    let reps: usize = arg(3)?.parse().map_err(|_| "child: reps")?;
+    let threads: usize = arg(4)?.parse().map_err(|_| "child: threads")?;
+
+    let lab = Lab::new()?;
+    let store = lab.store("crl-bench", true, true)?;
+    let root = lab.issuer(&store, None, key)?;
+    let inter = lab.issuer(&store, Some(root.id), key)?;
+    let tpl = lab
+        .ca
+        .create_template(&lab.who, store.id, template_params(inter.id))
+        .map_err(|e| format!("template: {e}"))?;
+    let mut leaves = Vec::new();
+    for i in 0..revokes {
+        let leaf = lab
+            .ca
+            .issue_leaf(
+                &lab.who,
+                store.id,
+                tpl.id,
+                leaf_params(&format!("leaf{i}.bench.example")),
+            )
+            .map_err(|e| format!("issue leaf: {e}"))?;
+        leaves.push(leaf.cert_id.ok_or("leaf not stored")?);
+    }
+
+    let (populated, populate) = timed(|| populate_revoked(&lab.db, &store, &inter, n, threads));
+    populated?;
+    let setup_peak = mem().hwm;
+    let populated_rss = mem().rss;
+    // Measure as a restarted daemon: setup's sled cache and heap are not the CRL's.
+    let lab = lab.reopen()?;
+    reset_peak();
+    let base = mem().rss;
+
+    let mut builds = Vec::new();
+    for _ in 0..reps.max(1) {
+        let (r, d) = timed(|| renew(&lab, &store, &inter));
+        r?;
+        builds.push(ms(d));
+    }
+    let crl_peak = mem().hwm;
+
+    reset_peak();
+    let mut revoke_ms = Vec::new();
+    for &id in &leaves {
+        let (r, d) = timed(|| {
+            lab.ca
+                .revoke(&lab.who, store.id, id, RevocationReason::KeyCompromise)
+        });
+        r.map_err(|e| format!("revoke: {e}"))?;
+        revoke_ms.push(ms(d));
+    }
+    let revoke_peak = mem().hwm;
+
+    let (_, der) = lab
+        .publisher
+        .crl(store.id, inter.id)
+        .map_err(|e| e.to_string())?
+        .ok_or("no CRL stored")?;
+    if let Some(out) = std::env::var_os("PCAD_BENCH_CRL_OUT") {
+        // For checking with `openssl crl -inform DER -CAfile ...`: the CRL and its issuer chain.
+        let out = std::path::PathBuf::from(out);
+        let pem = |d: &[u8]| pcad::pki::cert::to_pem(d);
+        std::fs::write(out.with_extension("crl"), &der).map_err(|e| e.to_string())?;
+        std::fs::write(
+            out.with_extension("chain.pem"),
+            pem(&inter.der) + &pem(&root.der),
+        )
+        .map_err(|e| e.to_string())?;
+    }
+
+    // The pieces of renew_crl, apart (after the measured runs, so they touch no reported
+    // figure): scan of the revoked index, encoding (fake signature), HSM signature of a message
+    // as long as the TBSCertList, storing the DER (put_crl + durable, under an issuer id nobody
+    // uses), and a durable sync with nothing to write.
+    let (entries, scan) = timed(|| -> Result<Vec<RevokedEntry>, String> {
+        lab.db
+            .revoked_of_issuer(inter.id)
+            .map(|r| {
+                r.map(|r| RevokedEntry {
+                    serial: r.serial,
+                    revoked_at: r.revocation.at,
+                    reason: r.revocation.reason,
+                })
+                .map_err(|e| e.to_string())
+            })
+            .collect()
+    });
+    let entries = entries?;
+    let (key_id, alg) = issuer_key(&inter)?;
+    let t = pcad::ca::now();
+    let (fake, encode) = timed(|| {
+        crl::build(
+            &CrlParams {
+                issuer_cert: &inter.der,
+                number: 1,
+                this_update: t,
+                next_update: t + 7 * 86_400,
+                entries: &entries,
+            },
+            &FakeSigner(alg),
+        )
+    });
+    let fake = fake.map_err(|e| e.to_string())?;
+    let signer = lab.hsm.signer(key_id, alg);
+    let (signed, sign) = timed(|| signer.sign(&fake));
+    signed.map_err(|e| e.to_string())?;
+    let scratch = CrlRecord {
+        issuer_id: u64::MAX - 3,
+        number: 1,
+        this_update: t,
+        next_update: t + 7 * 86_400,
+    };
+    let (stored, store_time) = timed(|| -> Result<(), String> {
+        lab.db
+            .put_crl(store.id, &scratch, &der)
+            .map_err(|e| e.to_string())?;
+        lab.db.durable().map_err(|e| e.to_string())
+    });
+    stored?;
+    let (synced, sync) = timed(|| lab.db.durable());
+    synced.map_err(|e| e.to_string())?;
+    drop(entries);
+
+    println!(
+        "ROW n={n} key={:?} populate_s={:.2} build_ms={:.1} build_min_ms={:.1} build_first_ms={:.1} crl_bytes={} entries={} revoke_ms={:.2} revoke_max_ms={:.2} base_mb={:.1} peak_mb={:.1} revoke_peak_mb={:.1} setup_mb={:.1} populated_mb={:.1} scan_ms={:.1} encode_ms={:.1} sign_ms={:.1} store_ms={:.1} sync_ms={:.1} sessions={}",
+        key,
+        populate.as_secs_f64(),
+        median(&builds),
+        builds.iter().cloned().fold(f64::INFINITY, f64::min),
+        builds[0],
+        der.len(),
+        fake_entries(&lab, &inter),
+        median(&revoke_ms),
+        revoke_ms.iter().cloned().fold(0.0, f64::max),
+        mb(base),
+        mb(crl_peak),
+        mb(revoke_peak),
+        mb(setup_peak),
+        mb(populated_rss),
+        ms(scan),
+        ms(encode),
+        ms(sign),
+        ms(store_time),
+        ms(sync),
+        lab.sessions,
+    );
+    Ok(())
+}
+
+/// How many entries the issuer's revoked index holds (what the CRL lists).
+fn fake_entries(lab: &Lab, issuer: &CertRecord) -> usize {
+    lab.db.revoked_of_issuer(issuer.id).count()
+}
+
+/// Renews the issuer's CRL through the public API: `Publisher::issued` for an issuer record
+/// calls `renew_crl` (which is `pub(crate)`), with a serial record that names the issuer itself
+/// so that no OCSP response is signed. Checks that the CRL number went up.
+fn renew(lab: &Lab, store: &StoreRecord, issuer: &CertRecord) -> Result<(), String> {
+    let number = |lab: &Lab| -> Result<u64, String> {
+        Ok(lab
+            .publisher
+            .crl(store.id, issuer.id)
+            .map_err(|e| e.to_string())?
+            .map(|(r, _)| r.number)
+            .unwrap_or(0))
+    };
+    let before = number(lab)?;
+    let itself = SerialRecord {
+        store_id: store.id,
+        issuer_id: issuer.id,
+        serial: issuer.serial.clone(),
+        cert_id: Some(issuer.id),
+        not_after: issuer.not_after,
+        revocation: None,
+    };
+    lab.publisher.issued(store, &itself, Some(issuer));
+    if number(lab)? <= before {
+        return Err("the CRL was not renewed (renew_crl failed; its error is only logged)".into());
+    }
+    Ok(())
+}
