@@ -34,7 +34,7 @@ impl Gates {
 impl Publisher {
     /// Signs a new CRL for `issuer` (unless one that covers this call is being or was just
     /// built) and stores it durably. Returns the issuer's current CRL record.
-    pub(crate) fn renew_crl(
+    pub fn renew_crl(
         &self,
         store: &StoreRecord,
         issuer: &CertRecord,
