@@ -374,7 +374,10 @@ role = "VIEWER"
         let on = Config::parse(MINIMAL, Path::new("/")).unwrap();
         assert_eq!(on.metrics.listen.map(|a| a.port()), Some(9464));
         let off = format!("{MINIMAL}\n[metrics]\nlisten = \"off\"\n");
-        assert_eq!(Config::parse(&off, Path::new("/")).unwrap().metrics.listen, None);
+        assert_eq!(
+            Config::parse(&off, Path::new("/")).unwrap().metrics.listen,
+            None
+        );
         let bad = format!("{MINIMAL}\n[metrics]\nlisten = \"nope\"\n");
         assert!(Config::parse(&bad, Path::new("/")).is_err());
     }
