@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509 import ocsp
 
 import pcadtest
+from conftest import free_ports, port_open
 from pcadtest import Api, issuer_body, ok, unique
 
 REPO = Path(__file__).resolve().parent.parent
@@ -124,27 +125,6 @@ def build_shim(directory, fault_file, login_log):
                   f"-DFAULT_FILE={quoted(fault_file)}", f"-DLOGIN_LOG={quoted(login_log)}",
                   f"-DREAL_MODULE={quoted(SOFTHSM)}", "-o", lib, src, "-ldl"])
     return lib
-
-
-def free_ports(n):
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def port_open(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def set_key(text, section, key, value):
