@@ -17,6 +17,10 @@ use std::path::Path;
 
 use durable::Syncer;
 
+/// sled's page cache (its default is 1 GiB): scans of a million records (CRL builds, OCSP
+/// refreshes) would otherwise keep them all resident.
+const CACHE_BYTES: u64 = 128 << 20;
+
 /// The schema this binary reads and writes. A newer database refuses to open.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -54,6 +58,7 @@ impl Db {
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(CACHE_BYTES)
             .open()?;
         let trees = trees::Trees::open(&db)?;
         let syncer = std::sync::Arc::new(Syncer::new(db.clone(), path));
