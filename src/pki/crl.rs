@@ -96,65 +96,134 @@ pub struct CrlInfo {
 
 /// Builds and signs a CRL with `signer` (the issuer's key); returns its DER.
 pub fn build(params: &CrlParams<'_>, signer: &dyn Signer) -> Result<Vec<u8>, PkiError> {
-    if params.next_update < params.this_update {
-        return Err(PkiError::Invalid(
-            "CRL nextUpdate is before thisUpdate".into(),
-        ));
-    }
-    let issuer = IssuerParts::from_der(params.issuer_cert)?;
-    let alg = signer.algorithm().algorithm_identifier().to_der()?;
-    let extensions = crl_extensions(&issuer.key_identifier(), params.number);
-
-    // Lengths first: the revoked list is by far the largest part.
-    let mut list_len = 0usize;
+    let mut b = CrlBuilder::new(params, signer, 0)?;
     for e in params.entries {
-        list_len += entry_tlv_len(e)?;
+        b.push(&e.serial, e.revoked_at, e.reason)?;
     }
-    let tbs_content = VERSION_V2.len()
-        + alg.len()
-        + issuer.subject.len()
-        + time_tlv_len(params.this_update, true)?
-        + time_tlv_len(params.next_update, true)?
-        + if params.entries.is_empty() {
-            0
-        } else {
-            tlv_len(list_len)
-        }
-        + extensions.len();
-    let tbs_len = tlv_len(tbs_content);
+    b.sign(signer)
+}
 
-    // The outer header goes in front of the TBS once the signature length is known; reserve
-    // room for the longest one so the TBS is written (and signed) in place, never copied.
-    let mut out = Vec::with_capacity(OUTER_RESERVE + tbs_len + alg.len() + 16 + 1024);
-    out.resize(OUTER_RESERVE, 0);
-    push_header(&mut out, TAG_SEQUENCE, tbs_content);
-    out.extend_from_slice(VERSION_V2);
-    out.extend_from_slice(&alg);
-    out.extend_from_slice(&issuer.subject);
-    push_time(&mut out, params.this_update, true)?;
-    push_time(&mut out, params.next_update, true)?;
-    if !params.entries.is_empty() {
-        push_header(&mut out, TAG_SEQUENCE, list_len);
-        for e in params.entries {
-            push_entry(&mut out, e)?;
+/// A CRL being built entry by entry, for lists too long to hold as `RevokedEntry` values: each
+/// entry is DER-encoded into the final buffer as it arrives (no allocation per entry), and the
+/// fields in front of the list are written into room reserved for them once the list's length
+/// is known, so the CRL's bytes exist once, signed in place.
+pub struct CrlBuilder {
+    /// `reserve` octets of room, then the encoded entries.
+    out: Vec<u8>,
+    reserve: usize,
+    /// version, signature, issuer, thisUpdate, nextUpdate: the TBS fields before the list.
+    fields: Vec<u8>,
+    /// crlExtensions, `[0]` included.
+    extensions: Vec<u8>,
+    /// The signature AlgorithmIdentifier.
+    alg: Vec<u8>,
+}
+
+/// Room for the longest SEQUENCE header (tag, 0x84, four length octets).
+const HEADER_MAX: usize = 6;
+
+impl CrlBuilder {
+    /// Starts a CRL with the header of `params` (its `entries` are not read) signed by
+    /// `signer`'s algorithm; `capacity` is a guess of the encoded list's size (e.g. the
+    /// previous CRL's), 0 if unknown.
+    pub fn new(
+        params: &CrlParams<'_>,
+        signer: &dyn Signer,
+        capacity: usize,
+    ) -> Result<CrlBuilder, PkiError> {
+        if params.next_update < params.this_update {
+            return Err(PkiError::Invalid(
+                "CRL nextUpdate is before thisUpdate".into(),
+            ));
         }
+        let issuer = IssuerParts::from_der(params.issuer_cert)?;
+        let alg = signer.algorithm().algorithm_identifier().to_der()?;
+        let mut fields = Vec::with_capacity(3 + alg.len() + issuer.subject.len() + 34);
+        fields.extend_from_slice(VERSION_V2);
+        fields.extend_from_slice(&alg);
+        fields.extend_from_slice(&issuer.subject);
+        push_time(&mut fields, params.this_update, true)?;
+        push_time(&mut fields, params.next_update, true)?;
+        // Outer, TBS and list headers go in front of the fields.
+        let reserve = 3 * HEADER_MAX + fields.len();
+        let mut out = Vec::with_capacity(reserve + capacity);
+        out.resize(reserve, 0);
+        Ok(CrlBuilder {
+            out,
+            reserve,
+            fields,
+            extensions: crl_extensions(&issuer.key_identifier(), params.number),
+            alg,
+        })
     }
-    out.extend_from_slice(&extensions);
-    debug_assert_eq!(out.len(), OUTER_RESERVE + tbs_len);
 
-    let signature = signer.sign(&out[OUTER_RESERVE..])?;
-    let content = tbs_len + alg.len() + tlv_len(signature.len() + 1);
-    let head = header_len(content);
-    out.extend_from_slice(&alg);
-    push_header(&mut out, TAG_BIT_STRING, signature.len() + 1);
-    out.push(0);
-    out.extend_from_slice(&signature);
-    let mut header = Vec::with_capacity(head);
-    push_header(&mut header, TAG_SEQUENCE, content);
-    let start = OUTER_RESERVE - head;
-    out[start..OUTER_RESERVE].copy_from_slice(&header);
-    out.drain(..start);
-    Ok(out)
+    /// Appends one revokedCertificates entry; `serial` is a positive big-endian magnitude.
+    pub fn push(
+        &mut self,
+        serial: &[u8],
+        revoked_at: i64,
+        reason: RevocationReason,
+    ) -> Result<(), PkiError> {
+        if serial_digits(serial).is_empty() {
+            return Err(PkiError::Invalid("CRL entry serial is not positive".into()));
+        }
+        let has_reason = reason != RevocationReason::Unspecified;
+        let content = tlv_len(positive_int_len(serial))
+            + time_tlv_len(revoked_at, true)?
+            + if has_reason {
+                REASON_EXTENSIONS.len()
+            } else {
+                0
+            };
+        let out = &mut self.out;
+        push_header(out, TAG_SEQUENCE, content);
+        push_positive_int(out, serial);
+        push_time(out, revoked_at, true)?;
+        if has_reason {
+            out.extend_from_slice(&REASON_EXTENSIONS[..REASON_EXTENSIONS.len() - 1]);
+            out.push(reason.code());
+        }
+        Ok(())
+    }
+
+    /// Signs with `signer` (the issuer's key, of the algorithm given to `new`); returns the DER.
+    pub fn sign(self, signer: &dyn Signer) -> Result<Vec<u8>, PkiError> {
+        let CrlBuilder {
+            mut out,
+            reserve,
+            fields,
+            extensions,
+            alg,
+        } = self;
+        let list_len = out.len() - reserve;
+        // An empty revokedCertificates is left out, not encoded empty (RFC 5280 §5.1.2.6).
+        let list = if list_len == 0 { 0 } else { tlv_len(list_len) };
+        let tbs_content = fields.len() + list + extensions.len();
+        let mut front = Vec::with_capacity(reserve);
+        push_header(&mut front, TAG_SEQUENCE, tbs_content);
+        front.extend_from_slice(&fields);
+        if list_len > 0 {
+            push_header(&mut front, TAG_SEQUENCE, list_len);
+        }
+        let tbs_start = reserve - front.len();
+        out[tbs_start..reserve].copy_from_slice(&front);
+        out.extend_from_slice(&extensions);
+        let tbs_len = out.len() - tbs_start;
+
+        let signature = signer.sign(&out[tbs_start..])?;
+        let content = tbs_len + alg.len() + tlv_len(signature.len() + 1);
+        out.reserve_exact(alg.len() + HEADER_MAX + 1 + signature.len());
+        out.extend_from_slice(&alg);
+        push_header(&mut out, TAG_BIT_STRING, signature.len() + 1);
+        out.push(0);
+        out.extend_from_slice(&signature);
+        let mut header = Vec::with_capacity(HEADER_MAX);
+        push_header(&mut header, TAG_SEQUENCE, content);
+        let start = tbs_start - header.len();
+        out[start..tbs_start].copy_from_slice(&header);
+        out.drain(..start);
+        Ok(out)
+    }
 }
 
 /// The PEM (`X509 CRL`) of a CRL's DER.
@@ -311,44 +380,6 @@ const OID_CRL_NUMBER: &[u8] = &[0x06, 0x03, 0x55, 0x1d, 0x14];
 const REASON_EXTENSIONS: [u8; 14] = [
     0x30, 0x0c, 0x30, 0x0a, 0x06, 0x03, 0x55, 0x1d, 0x15, 0x04, 0x03, 0x0a, 0x01, 0x00,
 ];
-/// Room for the longest outer SEQUENCE header (tag, 0x84, four length octets).
-const OUTER_RESERVE: usize = 6;
-
-/// The DER length of one revokedCertificates entry.
-fn entry_tlv_len(e: &RevokedEntry) -> Result<usize, PkiError> {
-    let serial = positive_int_len(&e.serial);
-    if serial_digits(&e.serial).is_empty() {
-        return Err(PkiError::Invalid("CRL entry serial is not positive".into()));
-    }
-    let reason = if e.reason == RevocationReason::Unspecified {
-        0
-    } else {
-        REASON_EXTENSIONS.len()
-    };
-    Ok(tlv_len(
-        tlv_len(serial) + time_tlv_len(e.revoked_at, true)? + reason,
-    ))
-}
-
-fn push_entry(out: &mut Vec<u8>, e: &RevokedEntry) -> Result<(), PkiError> {
-    let has_reason = e.reason != RevocationReason::Unspecified;
-    let content = tlv_len(positive_int_len(&e.serial))
-        + time_tlv_len(e.revoked_at, true)?
-        + if has_reason {
-            REASON_EXTENSIONS.len()
-        } else {
-            0
-        };
-    push_header(out, TAG_SEQUENCE, content);
-    push_positive_int(out, &e.serial);
-    push_time(out, e.revoked_at, true)?;
-    if has_reason {
-        out.extend_from_slice(&REASON_EXTENSIONS[..REASON_EXTENSIONS.len() - 1]);
-        out.push(e.reason.code());
-    }
-    Ok(())
-}
-
 /// crlExtensions (`[0]` included): authorityKeyIdentifier and cRLNumber, both non-critical.
 fn crl_extensions(key_id: &[u8], number: u64) -> Vec<u8> {
     let aki = tlv(TAG_SEQUENCE, &tlv(TAG_CONTEXT_PRIM_0, key_id));

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use super::{Publisher, StatusError};
 use crate::ca::now;
-use crate::pki::crl::{self, CrlParams, RevokedEntry};
+use crate::pki::crl::{CrlBuilder, CrlParams};
 use crate::store::{CertRecord, CrlRecord, StoreRecord};
 
 /// Per-issuer gate: tickets drawn after a change; a build covers every ticket drawn before it
@@ -52,31 +52,30 @@ impl Publisher {
         let previous = db.crl(issuer.id)?;
         // A revoked certificate stays listed on at least one CRL issued after it expired.
         let keep_after = previous.as_ref().map(|p| p.this_update).unwrap_or(i64::MIN);
-        let mut entries = Vec::new();
-        for row in db.revoked_of_issuer(issuer.id) {
-            let row = row?;
-            if row.not_after >= keep_after {
-                entries.push(RevokedEntry {
-                    serial: row.serial,
-                    revoked_at: row.revocation.at,
-                    reason: row.revocation.reason,
-                });
-            }
-        }
         let number = db.next_crl_number(issuer.id)?;
         let this_update = now();
         let next_update = this_update + i64::from(store.crl_refresh_period) * 86_400;
         let signer = self.signer_of(issuer)?;
-        let der = crl::build(
+        // Entries are encoded straight from the index into the CRL's buffer: a million-entry
+        // list never exists as a list of values besides its DER.
+        let mut builder = CrlBuilder::new(
             &CrlParams {
                 issuer_cert: &issuer.der,
                 number,
                 this_update,
                 next_update,
-                entries: &entries,
+                entries: &[],
             },
             &signer,
+            0,
         )?;
+        for row in db.revoked_of_issuer(issuer.id) {
+            let row = row?;
+            if row.not_after >= keep_after {
+                builder.push(&row.serial, row.revocation.at, row.revocation.reason)?;
+            }
+        }
+        let der = builder.sign(&signer)?;
         let rec = CrlRecord {
             issuer_id: issuer.id,
             number,
