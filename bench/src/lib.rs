@@ -29,8 +29,10 @@ pub const APPKEY: &str = "bench";
 
 /// pcad in-process: config, HSM, database, publisher and CA over one fresh SoftHSM token.
 pub struct Lab {
-    /// Removed when the lab is dropped (unless `PCAD_BENCH_KEEP` is set).
-    pub dir: tempfile::TempDir,
+    /// The lab's folder: token, config, database. Removed when the lab is dropped (unless
+    /// `PCAD_BENCH_KEEP` is set) when this lab made it.
+    pub dir: Option<tempfile::TempDir>,
+    pub path: PathBuf,
     pub config: Config,
     pub hsm: Hsm,
     pub db: Db,
@@ -48,7 +50,15 @@ impl Lab {
     pub fn new() -> Result<Lab, String> {
         let dir = tempdir("pcad-bench-")?;
         quickstart(dir.path(), 18443, 18080)?;
-        let config = Config::load(&dir.path().join("pcad.toml")).map_err(|e| e.to_string())?;
+        let mut lab = Lab::open(dir.path())?;
+        lab.dir = Some(dir);
+        Ok(lab)
+    }
+
+    /// Opens the lab another process made in `path` (kept by that process), like a restarted
+    /// `pcad serve`.
+    pub fn open(path: &Path) -> Result<Lab, String> {
+        let config = Config::load(&path.join("pcad.toml")).map_err(|e| e.to_string())?;
         let pin = config.pin().map_err(|e| e.to_string())?;
         let hsm = Hsm::open(&config.hsm, pin).map_err(|e| format!("HSM: {e}"))?;
         let db = Db::open(&config.resolve(&config.storage.path)).map_err(|e| e.to_string())?;
@@ -61,7 +71,8 @@ impl Lab {
             publisher.clone(),
         );
         Ok(Lab {
-            dir,
+            dir: None,
+            path: path.to_owned(),
             config,
             hsm,
             db,
@@ -72,11 +83,19 @@ impl Lab {
         })
     }
 
+    /// Makes everything durable and closes it, keeping the folder: hands it back for
+    /// `Lab::open` in another process.
+    pub fn close(self) -> Result<Option<tempfile::TempDir>, String> {
+        self.db.durable().map_err(|e| e.to_string())?;
+        Ok(self.dir)
+    }
+
     /// Closes the database (and the publisher and CA over it) and opens it again, as a restarted
     /// daemon would: what setup left in sled's cache and the heap is gone. The HSM stays open.
     pub fn reopen(self) -> Result<Lab, String> {
         let Lab {
             dir,
+            path,
             config,
             hsm,
             db,
@@ -100,6 +119,7 @@ impl Lab {
         );
         Ok(Lab {
             dir,
+            path,
             config,
             hsm,
             db,

@@ -1,8 +1,9 @@
 //! crl-bench: CRL build+sign time, CRL size, peak memory and revoke latency at N revoked
 //! certificates (default N = 1k, 10k, 100k, 1M), against a real SoftHSM token, in-process.
 //!
-//! Each (key type, N) runs in a fresh child process (this program re-run with `--child`), so
-//! that its peak RSS is its own. Goal (issue): 1M entries in < 5 s and < 500 MB RSS, linear.
+//! Each (key type, N) is populated in a fresh child process (this program re-run with `--child`)
+//! and measured in another (`--measure`, over the populated folder), so that its RSS is that of
+//! a restarted daemon, not of the setup. Goal (issue): 1M entries in < 5 s and < 500 MB RSS, linear.
 //!
 //! Usage: `crl-bench [--ns 1000,10000,100000,1000000] [--keys p256,rsa2048] [--revokes 5]
 //! [--reps 3] [--threads 2]`
@@ -26,6 +27,8 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = if args.first().map(String::as_str) == Some("--child") {
         child(&args[1..])
+    } else if args.first().map(String::as_str) == Some("--measure") {
+        measure(&args[1..])
     } else {
         parent(&args)
     };
@@ -100,7 +103,7 @@ fn parent(args: &[String]) -> Result<(), String> {
         "# revoke ms: Ca::revoke of a real leaf (issued by Ca::issue_leaf) at that N (records, fsyncs, re-signs OCSP + CRL), median of {}",
         o.revokes
     );
-    println!("# RSS: after populate the database is closed and reopened (a restarted daemon); 'base' = resident then; 'CRL pk' = VmHWM over the CRL runs (reset at base); 'rev pk' = VmHWM over the revokes (reset before them); 'setup' = VmHWM while populating (sled, not the CRL)");
+    println!("# RSS: after populate a fresh process opens the folder (a restarted daemon) and measures; 'base' = its resident set once open; 'CRL pk' = VmHWM over the CRL runs (reset at base); 'rev pk' = VmHWM over the revokes (reset before them); 'setup' = VmHWM while populating (sled, not the CRL)");
     let mut rows = Vec::new();
     for key in &o.keys {
         let alg = key_by_name(key).ok_or("bad key")?;
@@ -265,8 +268,63 @@ fn child(args: &[String]) -> Result<(), String> {
     populated?;
     let setup_peak = mem().hwm;
     let populated_rss = mem().rss;
-    // Measure as a restarted daemon: setup's sled cache and heap are not the CRL's.
-    let lab = lab.reopen()?;
+    // Measure as a restarted daemon: a fresh process opens the populated folder, so nothing
+    // setup left in sled's cache or this process's heap counts.
+    let sessions = lab.sessions;
+    let dir = lab.close()?.ok_or("the lab has no folder")?;
+    let leaves: Vec<String> = leaves.iter().map(u64::to_string).collect();
+    let measure_args: Vec<String> = vec![
+        "--measure".into(),
+        dir.path().display().to_string(),
+        store.id.to_string(),
+        root.id.to_string(),
+        inter.id.to_string(),
+        reps.to_string(),
+        leaves.join(","),
+    ];
+    let out = run_self(&measure_args, CHILD_LIMIT)?;
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("MEASURE "))
+        .ok_or(format!("no MEASURE line in: {out}"))?;
+    println!(
+        "ROW n={n} key={key:?} populate_s={:.2} setup_mb={:.1} populated_mb={:.1} sessions={sessions} {line}",
+        populate.as_secs_f64(),
+        mb(setup_peak),
+        mb(populated_rss),
+    );
+    Ok(())
+}
+
+/// The measured part of one row, in a fresh process over the folder `child` populated: prints
+/// one `MEASURE key=value ...` line.
+fn measure(args: &[String]) -> Result<(), String> {
+    let arg = |i: usize| args.get(i).cloned().ok_or("measure: missing argument");
+    let num = |i: usize| -> Result<u64, String> {
+        arg(i)?
+            .parse()
+            .map_err(|_| format!("measure: argument {i}"))
+    };
+    let path = std::path::PathBuf::from(arg(0)?);
+    let (store_id, root_id, inter_id) = (num(1)?, num(2)?, num(3)?);
+    let reps = num(4)? as usize;
+    let leaves: Vec<u64> = arg(5)?
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|_| "measure: leaf id".to_string()))
+        .collect::<Result<_, _>>()?;
+    let lab = Lab::open(&path)?;
+    let found = |r: Result<Option<CertRecord>, pcad::store::StoreError>| {
+        r.map_err(|e| e.to_string())?
+            .ok_or("measure: no such certificate".to_string())
+    };
+    let store = lab
+        .db
+        .store(&lab.who.appkey, store_id)
+        .map_err(|e| e.to_string())?
+        .ok_or("measure: no such store")?;
+    let root = found(lab.db.cert(&lab.who.appkey, store_id, root_id))?;
+    let inter = found(lab.db.cert(&lab.who.appkey, store_id, inter_id))?;
     reset_peak();
     let base = mem().rss;
 
@@ -361,9 +419,7 @@ fn child(args: &[String]) -> Result<(), String> {
     drop(entries);
 
     println!(
-        "ROW n={n} key={:?} populate_s={:.2} build_ms={:.1} build_min_ms={:.1} build_first_ms={:.1} crl_bytes={} entries={} revoke_ms={:.2} revoke_max_ms={:.2} base_mb={:.1} peak_mb={:.1} revoke_peak_mb={:.1} setup_mb={:.1} populated_mb={:.1} scan_ms={:.1} encode_ms={:.1} sign_ms={:.1} store_ms={:.1} sync_ms={:.1} sessions={}",
-        key,
-        populate.as_secs_f64(),
+        "MEASURE build_ms={:.1} build_min_ms={:.1} build_first_ms={:.1} crl_bytes={} entries={} revoke_ms={:.2} revoke_max_ms={:.2} base_mb={:.1} peak_mb={:.1} revoke_peak_mb={:.1} scan_ms={:.1} encode_ms={:.1} sign_ms={:.1} store_ms={:.1} sync_ms={:.1}",
         median(&builds),
         builds.iter().cloned().fold(f64::INFINITY, f64::min),
         builds[0],
@@ -374,14 +430,11 @@ fn child(args: &[String]) -> Result<(), String> {
         mb(base),
         mb(crl_peak),
         mb(revoke_peak),
-        mb(setup_peak),
-        mb(populated_rss),
         ms(scan),
         ms(encode),
         ms(sign),
         ms(store_time),
         ms(sync),
-        lab.sessions,
     );
     Ok(())
 }
