@@ -11,7 +11,7 @@ use super::{Publisher, StatusError};
 use crate::ca::now;
 use crate::pki::ocsp::{self, CertStatus, OcspErrorStatus, RequestedCertId, SingleStatus};
 use crate::pki::{HashAlg, Signer};
-use crate::store::{CertRecord, OcspRow, SerialRecord, StoreRecord};
+use crate::store::{CertRecord, OcspRow, OcspRowRef, OcspSetChunks, SerialRecord, StoreRecord};
 
 /// What a refresh did.
 #[derive(Clone, Copy, Debug, Default)]
@@ -131,11 +131,13 @@ impl Publisher {
         let next = AtomicUsize::new(0);
         let failed = AtomicUsize::new(0);
         let out: Mutex<Vec<(Vec<u8>, OcspEntry)>> = Mutex::new(Vec::with_capacity(jobs.len()));
+        let packed = Mutex::new(OcspSetChunks::default());
         let workers = self.inner.workers.min(jobs.len().max(1));
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 scope.spawn(|| {
                     let mut local = Vec::new();
+                    let mut chunks = OcspSetChunks::default();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some((ri, s)) = jobs.get(i) else { break };
@@ -156,7 +158,17 @@ impl Publisher {
                             refresh_at,
                             generation,
                         ) {
-                            Ok(e) => local.push((cert_id, e)),
+                            Ok(e) => {
+                                chunks.push(OcspRowRef {
+                                    issuer_id: e.issuer_id,
+                                    serial: &s.serial,
+                                    cert_id_der: &cert_id,
+                                    this_update: e.this_update,
+                                    next_update: e.next_update,
+                                    der: &e.der,
+                                });
+                                local.push((cert_id, e));
+                            }
                             Err(e) => {
                                 if failed.fetch_add(1, Ordering::Relaxed) == 0 {
                                     log::warn!("OCSP pre-signing for store {}: {e}", store.id);
@@ -165,32 +177,24 @@ impl Publisher {
                         }
                     }
                     out.lock().unwrap_or_else(|p| p.into_inner()).extend(local);
+                    packed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .append(chunks);
                 });
             }
         });
         let fresh = out.into_inner().unwrap_or_else(|p| p.into_inner());
-        let rows: Vec<OcspRow> = fresh
-            .iter()
-            .map(|(k, e)| OcspRow {
-                issuer_id: e.issuer_id,
-                serial: e.serials.first().cloned().unwrap_or_default(),
-                cert_id_der: k.clone(),
-                this_update: e.this_update,
-                next_update: e.next_update,
-                der: e.der.to_vec(),
-            })
-            .collect();
+        let packed = packed.into_inner().unwrap_or_else(|p| p.into_inner());
         let signed = fresh.len();
+        let complete = failed.load(Ordering::Relaxed) == 0;
         let ids: Vec<u64> = responders.iter().map(|r| r.cert.id).collect();
-        if self.inner.cache.swap_in(
-            &store.appkey,
-            store.id,
-            &ids,
-            generation,
-            fresh,
-            failed.load(Ordering::Relaxed) == 0,
-        ) {
-            db.put_ocsp(store.id, &rows)?;
+        if self
+            .inner
+            .cache
+            .swap_in(&store.appkey, store.id, &ids, generation, fresh, complete)
+        {
+            db.put_ocsp_set(store.id, db.next_id()?, packed, t, complete)?;
         }
         Ok(RefreshStats {
             signed,
@@ -242,11 +246,11 @@ impl Publisher {
             der: e.der.to_vec(),
         };
         self.inner.cache.put(&store.appkey, store.id, cert_id, e);
-        Ok(db.put_ocsp(store.id, &[row])?)
+        Ok(db.put_ocsp(store.id, &row)?)
     }
 
-    /// Forgets the persisted canonical response of a certificate, so that a restart can never
-    /// serve it once the certificate is revoked.
+    /// Marks every persisted response of a certificate as outdated (a tombstone dated now), so
+    /// that a restart never serves one signed before its revocation.
     pub(crate) fn forget_persisted(
         &self,
         store: &StoreRecord,
@@ -254,10 +258,18 @@ impl Publisher {
         serial: &[u8],
     ) -> Result<(), StatusError> {
         let r = Responder::new(issuer.clone())?;
-        Ok(self
-            .inner
-            .db
-            .forget_ocsp(store.id, issuer.id, &r.canonical_cert_id(serial))?)
+        let t = now();
+        Ok(self.inner.db.put_ocsp(
+            store.id,
+            &OcspRow {
+                issuer_id: issuer.id,
+                serial: serial.to_vec(),
+                cert_id_der: r.canonical_cert_id(serial),
+                this_update: t,
+                next_update: t,
+                der: Vec::new(),
+            },
+        )?)
     }
 
     /// The slow path: a CertID form not pre-signed (SHA-256/384/512, absent NULL parameters) or
@@ -372,9 +384,19 @@ impl Publisher {
             if !store.ocsp_active {
                 continue;
             }
+            // Sets (oldest first), then rows: per CertID the newest wins, a row wins a tie.
             for row in db.ocsp_of_store(store.id) {
                 let row = row?;
-                if row.next_update <= t {
+                let cache = &self.inner.cache;
+                let newer = cache
+                    .get(&store.appkey, store.id, &row.cert_id_der)
+                    .is_some_and(|e| e.this_update > row.this_update);
+                if newer {
+                    continue;
+                }
+                if row.der.is_empty() || row.next_update <= t {
+                    // A tombstone (or an expired answer): nothing older may be served.
+                    cache.forget_variants(store.id, row.issuer_id, &row.serial);
                     continue;
                 }
                 let e = OcspEntry {
@@ -388,9 +410,7 @@ impl Publisher {
                     generation: 0,
                 };
                 self.note_refreshed(store.id, row.this_update + period(&store));
-                self.inner
-                    .cache
-                    .put(&store.appkey, store.id, row.cert_id_der, e);
+                cache.put(&store.appkey, store.id, row.cert_id_der, e);
             }
         }
         Ok(())

@@ -3,15 +3,17 @@
 
 mod audit;
 mod durable;
+mod ocsp;
 mod records;
 mod trees;
 
 pub use audit::{AuditEvent, AuditFilter, PendingDestroy};
+pub use ocsp::{OcspRow, OcspRowRef, OcspSetChunks};
 pub use records::{
     CertRecord, CertType, CrlRecord, IssuerKey, Revocation, SerialRecord, StoreRecord,
     TemplateRecord, TemplateSpec,
 };
-pub use trees::{CertFilter, OcspRow, Page, RevokedRow};
+pub use trees::{CertFilter, Page, RevokedRow};
 
 use std::path::Path;
 
@@ -22,7 +24,9 @@ use durable::Syncer;
 const CACHE_BYTES: u64 = 128 << 20;
 
 /// The schema this binary reads and writes. A newer database refuses to open.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// 2: `serials` rows are binary (`SerialRecord::to_row`); schema 1's JSON rows still read.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +88,14 @@ impl Db {
                         found,
                         supported: SCHEMA_VERSION,
                     });
+                }
+                if found < SCHEMA_VERSION {
+                    // Every older row still reads; new rows are written in the new form, which
+                    // an older pcad cannot read: from now on it must refuse this database.
+                    self.trees
+                        .meta
+                        .insert(b"schema_version", &SCHEMA_VERSION.to_be_bytes())?;
+                    self.durable()?;
                 }
                 Ok(())
             }

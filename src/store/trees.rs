@@ -23,7 +23,8 @@ pub(super) struct Trees {
     crls: sled::Tree,
     blobs: sled::Tree,
     revoked: sled::Tree,
-    ocsp: sled::Tree,
+    pub(super) ocsp: sled::Tree,
+    pub(super) ocsp_sets: sled::Tree,
 }
 
 impl Trees {
@@ -43,6 +44,7 @@ impl Trees {
             blobs: db.open_tree("blobs")?,
             revoked: db.open_tree("revoked")?,
             ocsp: db.open_tree("ocsp")?,
+            ocsp_sets: db.open_tree("ocsp_sets")?,
         })
     }
 }
@@ -64,7 +66,7 @@ pub enum CertFilter {
     Leaf,
 }
 
-fn two(a: u64, b: u64) -> [u8; 16] {
+pub(super) fn two(a: u64, b: u64) -> [u8; 16] {
     let mut k = [0u8; 16];
     k[..8].copy_from_slice(&a.to_be_bytes());
     k[8..].copy_from_slice(&b.to_be_bytes());
@@ -228,9 +230,6 @@ impl Db {
                     for s in t.revoked.scan_prefix(cert.id.to_be_bytes()).keys() {
                         t.revoked.remove(s?)?;
                     }
-                    for s in t.ocsp.scan_prefix(two(rec.id, cert.id)).keys() {
-                        t.ocsp.remove(s?)?;
-                    }
                     t.crls.remove(cert.id.to_be_bytes())?;
                     issuers.push(cert);
                 }
@@ -254,6 +253,7 @@ impl Db {
                 t.blobs.remove(k?)?;
             }
         }
+        self.clear_ocsp(rec.id)?;
         Ok(issuers)
     }
 
@@ -273,7 +273,7 @@ impl Db {
                 if serials.get(&sk)?.is_some() {
                     return abort(StoreError::Conflict("serial already used".into()));
                 }
-                serials.insert(sk, encode(serial))?;
+                serials.insert(sk, serial.to_row())?;
                 if let Some(rec) = rec {
                     certs.insert(&rec.id.to_be_bytes(), encode(rec))?;
                     let kind: &[u8] = match rec.cert_type {
@@ -411,10 +411,10 @@ impl Db {
                 certs.insert(&rec.id.to_be_bytes(), encode(&rec))?;
                 let sk = with_prefix(issuer_id, &rec.serial);
                 if let Some(v) = serials.get(&sk)? {
-                    let mut s: SerialRecord =
-                        decode("serial", &v).map_err(ConflictableTransactionError::Abort)?;
+                    let mut s =
+                        SerialRecord::from_row(&v).map_err(ConflictableTransactionError::Abort)?;
                     s.revocation = Some(revocation);
-                    serials.insert(sk.clone(), encode(&s))?;
+                    serials.insert(sk.clone(), s.to_row())?;
                 }
                 revoked.insert(sk, RevokedRow::encode(rec.not_after, &revocation))?;
                 Ok(rec)
@@ -431,7 +431,7 @@ impl Db {
             .serials
             .scan_prefix(issuer_id.to_be_bytes())
             .values()
-            .map(|v| decode("serial", &v?))
+            .map(|v| SerialRecord::from_row(&v?))
     }
 
     /// The serial record of one certificate of an issuer.
@@ -443,7 +443,7 @@ impl Db {
         self.trees
             .serials
             .get(with_prefix(issuer_id, serial))?
-            .map(|v| decode("serial", &v))
+            .map(|v| SerialRecord::from_row(&v))
             .transpose()
     }
 
@@ -672,17 +672,6 @@ impl RevokedRow {
     }
 }
 
-/// A pre-signed OCSP response as persisted: the CertID it answers, its times, its bytes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OcspRow {
-    pub issuer_id: u64,
-    pub serial: Vec<u8>,
-    pub cert_id_der: Vec<u8>,
-    pub this_update: i64,
-    pub next_update: i64,
-    pub der: Vec<u8>,
-}
-
 impl Db {
     /// Every revoked serial of an issuer.
     pub fn revoked_of_issuer(
@@ -696,71 +685,5 @@ impl Db {
                 let (k, v) = kv?;
                 RevokedRow::decode(&k, &v)
             })
-    }
-
-    /// Stores pre-signed OCSP responses of a store (replacing earlier ones of the same CertID).
-    /// Not made durable here: they can always be signed again.
-    pub fn put_ocsp(&self, store_id: u64, rows: &[OcspRow]) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for r in rows {
-            let mut k = two(store_id, r.issuer_id).to_vec();
-            k.extend_from_slice(&r.cert_id_der);
-            let mut v = Vec::with_capacity(17 + r.serial.len() + r.der.len());
-            v.extend_from_slice(&r.this_update.to_be_bytes());
-            v.extend_from_slice(&r.next_update.to_be_bytes());
-            v.push(r.serial.len().min(255) as u8);
-            v.extend_from_slice(&r.serial[..r.serial.len().min(255)]);
-            v.extend_from_slice(&r.der);
-            batch.insert(k, v);
-        }
-        self.trees.ocsp.apply_batch(batch)?;
-        Ok(())
-    }
-
-    /// Every persisted OCSP response of a store.
-    pub fn ocsp_of_store(
-        &self,
-        store_id: u64,
-    ) -> impl Iterator<Item = Result<OcspRow, StoreError>> {
-        self.trees
-            .ocsp
-            .scan_prefix(store_id.to_be_bytes())
-            .map(|kv| {
-                let (k, v) = kv?;
-                let serial_end = 17 + usize::from(*v.get(16).unwrap_or(&0));
-                if k.len() < 16 || v.len() < serial_end {
-                    return Err(StoreError::Corrupt("ocsp".into(), "bad row".into()));
-                }
-                let num = |b: &[u8]| i64::from_be_bytes(b.try_into().unwrap_or([0; 8]));
-                Ok(OcspRow {
-                    issuer_id: u64::from_be_bytes(k[8..16].try_into().unwrap_or([0; 8])),
-                    serial: v[17..serial_end].to_vec(),
-                    cert_id_der: k[16..].to_vec(),
-                    this_update: num(&v[..8]),
-                    next_update: num(&v[8..16]),
-                    der: v[serial_end..].to_vec(),
-                })
-            })
-    }
-
-    /// Forgets one persisted OCSP response (its certificate was just revoked).
-    pub fn forget_ocsp(
-        &self,
-        store_id: u64,
-        issuer_id: u64,
-        cert_id_der: &[u8],
-    ) -> Result<(), StoreError> {
-        let mut k = two(store_id, issuer_id).to_vec();
-        k.extend_from_slice(cert_id_der);
-        self.trees.ocsp.remove(k)?;
-        Ok(())
-    }
-
-    /// Forgets the persisted OCSP responses of a store (OCSP turned off).
-    pub fn clear_ocsp(&self, store_id: u64) -> Result<(), StoreError> {
-        for k in self.trees.ocsp.scan_prefix(store_id.to_be_bytes()).keys() {
-            self.trees.ocsp.remove(k?)?;
-        }
-        Ok(())
     }
 }

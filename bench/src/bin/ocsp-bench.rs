@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use pcad::hsm::{Hsm, KeyId};
 use pcad::pki::ocsp::{self, CertStatus, SingleStatus};
 use pcad::pki::{HashAlg, KeyAlgorithm, SignatureAlgorithm, Signer};
-use pcad::store::OcspRow;
+use pcad::store::{OcspRow, OcspRowRef, OcspSetChunks};
 use pcad_bench::{
     context_switches, cpu_time, field, issuer_key, key_by_name, key_name, load_average,
     machine_header, mb, mem, populate_serials, run_self, tagged_fields, timed, trim_heap,
@@ -56,7 +56,6 @@ struct Options {
     wrk_secs: u64,
     pcad: PathBuf,
     populate_threads: usize,
-    what_if: bool,
 }
 
 fn options(args: &[String]) -> Result<Options, String> {
@@ -73,7 +72,6 @@ fn options(args: &[String]) -> Result<Options, String> {
         wrk_secs: 15,
         pcad: exe.with_file_name("pcad"),
         populate_threads: 2,
-        what_if: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -91,7 +89,6 @@ fn options(args: &[String]) -> Result<Options, String> {
             "--wrk-secs" => o.wrk_secs = num(value()?)? as u64,
             "--pcad" => o.pcad = PathBuf::from(value()?),
             "--populate-threads" => o.populate_threads = num(value()?)?,
-            "--what-if" => o.what_if = true,
             "-h" | "--help" => {
                 println!("ocsp-bench [--parts a,b,c] [--count 100000] [--keys rsa2048,p256,ed25519] [--raw-secs 5] [--c-count 1000000] [--requests 1000] [--conns 64] [--wrk-threads 2] [--wrk-secs 15] [--pcad PATH] [--populate-threads 2]");
                 std::process::exit(0);
@@ -142,7 +139,7 @@ fn part_a(o: &Options) -> Result<(), String> {
     );
     println!("# per key type: a fresh process and token; store (ocspActive) > ROOT of that key type; {} serial records inserted with Db::insert_cert ({} threads)", o.count, o.populate_threads);
     println!("# raw: S threads (S = [hsm] sessions of the config) calling Hsm::sign on 250-byte messages for {} s; also 1 thread (does the token scale?) and S+2 threads (the refresh's worker count)", o.raw_secs);
-    println!("# pre-sign: signed / seconds of Publisher::refresh_now(store) (scan serials, sign on S+2 threads, swap into cache, persist with put_ocsp)");
+    println!("# pre-sign: signed / seconds of Publisher::refresh_now(store) (scan serials, sign on S+2 threads, swap into cache, persist as one set)");
     println!(
         "{:>9} {:>3} {:>10} {:>10} {:>10} {:>11} {:>11} {:>7} {:>9} {:>10}",
         "key",
@@ -165,7 +162,6 @@ fn part_a(o: &Options) -> Result<(), String> {
                 o.count.to_string(),
                 o.raw_secs.to_string(),
                 o.populate_threads.to_string(),
-                o.what_if.to_string(),
             ],
             Duration::from_secs(40 * 60),
         )?;
@@ -196,7 +192,7 @@ fn part_a(o: &Options) -> Result<(), String> {
         "scan ms",
         "encode us",
         "etag us",
-        "put_ocsp ms",
+        "persist ms",
         "cache-in ms",
         "resp bytes"
     );
@@ -239,28 +235,7 @@ fn part_a(o: &Options) -> Result<(), String> {
             field(f, "raw_ivcsw"),
         );
     }
-    if o.what_if {
-        println!("\n# what-if (--what-if): a pipelined refresh written in the bench from pcad's public pieces: a reader thread streams serial chunks to S+2 threads that encode, sign and keep responses in a map; persisting: none / one put_blob per 2048 responses / put_ocsp per 2048 rows (what refresh_now persists, but overlapped with signing)");
-        println!(
-            "{:>9} {:>9} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11}",
-            "key", "raw/s", "none/s", "ratio", "blob/s", "ratio", "rows/s", "ratio"
-        );
-        for (key, f) in &rows {
-            let raw = field(f, "raw_rate");
-            println!(
-                "{:>9} {:>9.0} {:>11.0} {:>11.3} {:>11.0} {:>11.3} {:>11.0} {:>11.3}",
-                key_name(key_by_name(key).ok_or("bad key")?),
-                raw,
-                field(f, "whatif_none"),
-                field(f, "whatif_none") / raw,
-                field(f, "whatif_blob"),
-                field(f, "whatif_blob") / raw,
-                field(f, "whatif_rows"),
-                field(f, "whatif_rows") / raw,
-            );
-        }
-    }
-    println!("# sign s (raw) = signed / raw rate: the refresh's floor if nothing else took time; scan = serials_of_issuer decode; encode = CertID + ResponseData + assemble per response; etag = SHA-256 + hex per response; put_ocsp = persisting all responses in one sled batch; cache-in = building the cache maps (estimate: HashMap inserts of the same keys)");
+    println!("# sign s (raw) = signed / raw rate: the refresh's floor if nothing else took time; scan = serials_of_issuer decode; encode = CertID + ResponseData + assemble per response; etag = SHA-256 + hex per response; persist = packing and storing all responses as one set (Db::put_ocsp_set); cache-in = building the cache maps (estimate: HashMap inserts of the same keys)");
     Ok(())
 }
 
@@ -270,7 +245,6 @@ fn child_a(args: &[String]) -> Result<(), String> {
     let count: usize = arg(1)?.parse().map_err(|_| "child-a: count")?;
     let raw_secs: f64 = arg(2)?.parse().map_err(|_| "child-a: raw secs")?;
     let threads: usize = arg(3)?.parse().map_err(|_| "child-a: threads")?;
-    let what_if = arg(4)? == "true";
 
     let lab = Lab::new()?;
     let store = lab.store("ocsp-a", false, true)?;
@@ -312,16 +286,6 @@ fn child_a(args: &[String]) -> Result<(), String> {
         return Err(format!("{} responses failed to sign", stats.failed));
     }
     let presign = stats.signed as f64 / stats.seconds;
-    let mut what_ifs = [f64::NAN; 3];
-    if what_if {
-        for (i, persist) in [Persist::Nothing, Persist::Blob, Persist::Rows]
-            .into_iter()
-            .enumerate()
-        {
-            let (n, secs) = pipelined_refresh(&lab, &root, lab.sessions + 2, persist)?;
-            what_ifs[i] = n as f64 / secs;
-        }
-    }
 
     // The pieces, apart.
     let (serials, scan) = timed(|| -> Result<Vec<_>, String> {
@@ -388,7 +352,13 @@ fn child_a(args: &[String]) -> Result<(), String> {
         })
         .collect();
     let scratch_store = u64::MAX - 1;
-    let (put, put_time) = timed(|| lab.db.put_ocsp(scratch_store, &rows));
+    let (put, put_time) = timed(|| {
+        let mut chunks = OcspSetChunks::default();
+        for r in &rows {
+            chunks.push(row_ref(r));
+        }
+        lab.db.put_ocsp_set(scratch_store, 1, chunks, t, true)
+    });
     put.map_err(|e| e.to_string())?;
     let (_, cache_in) = timed(|| {
         let mut by_id: HashMap<Vec<u8>, std::sync::Arc<Vec<u8>>> = HashMap::new();
@@ -406,7 +376,7 @@ fn child_a(args: &[String]) -> Result<(), String> {
     drop(tags);
 
     println!(
-        "ROWA key={:?} count={count} sessions={} populate_s={:.2} raw_rate={:.1} raw_rate_more={:.1} raw_rate_one={:.1} presign_rate={:.1} refresh_s={:.3} signed={} failed={} scan_ms={:.1} encode_us={:.3} etag_us={:.3} put_ms={:.1} cachein_ms={:.1} resp_bytes={:.0} raw_cpu_us={:.1} raw_util={:.2} refresh_cpu_us={:.1} refresh_util={:.2} raw_vcsw={:.2} raw_ivcsw={:.2} whatif_none={:.1} whatif_blob={:.1} whatif_rows={:.1}",
+        "ROWA key={:?} count={count} sessions={} populate_s={:.2} raw_rate={:.1} raw_rate_more={:.1} raw_rate_one={:.1} presign_rate={:.1} refresh_s={:.3} signed={} failed={} scan_ms={:.1} encode_us={:.3} etag_us={:.3} put_ms={:.1} cachein_ms={:.1} resp_bytes={:.0} raw_cpu_us={:.1} raw_util={:.2} refresh_cpu_us={:.1} refresh_util={:.2} raw_vcsw={:.2} raw_ivcsw={:.2}",
         key,
         lab.sessions,
         populate.as_secs_f64(),
@@ -429,152 +399,20 @@ fn child_a(args: &[String]) -> Result<(), String> {
         refresh_cpu.as_secs_f64() / stats.seconds,
         (cs1.0 - cs0.0) as f64 / (raw * raw_secs),
         (cs1.1 - cs0.1) as f64 / (raw * raw_secs),
-        what_ifs[0],
-        what_ifs[1],
-        what_ifs[2],
     );
     Ok(())
 }
 
-/// A pipelined refresh of one issuer, built from pcad's public pieces (what `refresh_store`
-/// could do): one thread reads serials in chunks while `workers` threads sign, encode and
-/// persist (every 2048 responses, under a store id nobody uses) as they go. Returns responses
-/// signed and seconds.
-fn pipelined_refresh(
-    lab: &Lab,
-    issuer: &pcad::store::CertRecord,
-    workers: usize,
-    persist: Persist,
-) -> Result<(usize, f64), String> {
-    use std::sync::{mpsc, Arc, Mutex};
-    let start = Instant::now();
-    let (name_hash, key_hash) =
-        ocsp::issuer_hashes(&issuer.der, HashAlg::Sha1).map_err(|e| e.to_string())?;
-    let (key_id, alg) = issuer_key(issuer)?;
-    let signer = lab.hsm.signer(key_id, alg);
-    let t = pcad::ca::now();
-    let next_update = t + 24 * 3600;
-    let scratch_store = u64::MAX - 2;
-    let (tx, rx) = mpsc::sync_channel::<Vec<pcad::store::SerialRecord>>(64);
-    let rx = Mutex::new(rx);
-    let cache: Mutex<HashMap<Vec<u8>, Arc<Vec<u8>>>> = Mutex::new(HashMap::new());
-    let blobs = std::sync::atomic::AtomicU64::new(0);
-    let flush = |rows: &mut Vec<OcspRow>| -> Result<(), String> {
-        match persist {
-            Persist::Nothing => {}
-            Persist::Rows => lab
-                .db
-                .put_ocsp(scratch_store, rows)
-                .map_err(|e| e.to_string())?,
-            Persist::Blob => {
-                let mut blob = Vec::with_capacity(rows.len() * 400);
-                for r in rows.iter() {
-                    blob.extend_from_slice(&(r.cert_id_der.len() as u16).to_be_bytes());
-                    blob.extend_from_slice(&r.cert_id_der);
-                    blob.extend_from_slice(&(r.der.len() as u16).to_be_bytes());
-                    blob.extend_from_slice(&r.der);
-                }
-                let n = blobs.fetch_add(1, Ordering::Relaxed);
-                lab.db
-                    .put_blob("whatif/", scratch_store, n, &blob)
-                    .map_err(|e| e.to_string())?;
-            }
-        }
-        rows.clear();
-        Ok(())
-    };
-    let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let fail = |e: String| {
-        if let Ok(mut v) = errors.lock() {
-            v.push(e);
-        }
-    };
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let mut chunk = Vec::with_capacity(256);
-            for sr in lab.db.serials_of_issuer(issuer.id) {
-                match sr {
-                    Ok(sr) if sr.cert_id != Some(issuer.id) => chunk.push(sr),
-                    Ok(_) => {}
-                    Err(e) => return fail(e.to_string()),
-                }
-                if chunk.len() == 256 && tx.send(std::mem::take(&mut chunk)).is_err() {
-                    return;
-                }
-            }
-            let _ = tx.send(chunk);
-            drop(tx);
-        });
-        for _ in 0..workers {
-            s.spawn(|| {
-                let mut rows: Vec<OcspRow> = Vec::with_capacity(2048);
-                let mut local = Vec::new();
-                loop {
-                    let chunk = match rx.lock().map(|r| r.recv()) {
-                        Ok(Ok(c)) => c,
-                        _ => break,
-                    };
-                    for sr in chunk {
-                        let cert_id =
-                            ocsp::cert_id_der(HashAlg::Sha1, &name_hash, &key_hash, &sr.serial);
-                        let single = SingleStatus {
-                            cert_id_der: cert_id.clone(),
-                            status: CertStatus::Good,
-                            this_update: t,
-                            next_update,
-                        };
-                        let der = ocsp::response_data_der(&key_hash, t, &[single])
-                            .map_err(|e| e.to_string())
-                            .and_then(|data| {
-                                let sig = signer.sign(&data).map_err(|e| e.to_string())?;
-                                ocsp::assemble(&data, alg, &sig).map_err(|e| e.to_string())
-                            });
-                        let der = match der {
-                            Ok(d) => Arc::new(d),
-                            Err(e) => return fail(e),
-                        };
-                        rows.push(OcspRow {
-                            issuer_id: issuer.id,
-                            serial: sr.serial,
-                            cert_id_der: cert_id.clone(),
-                            this_update: t,
-                            next_update,
-                            der: der.to_vec(),
-                        });
-                        local.push((cert_id, der));
-                        if rows.len() == 2048 {
-                            if let Err(e) = flush(&mut rows) {
-                                return fail(e);
-                            }
-                        }
-                    }
-                }
-                if let Err(e) = flush(&mut rows) {
-                    return fail(e);
-                }
-                if let Ok(mut c) = cache.lock() {
-                    c.extend(local);
-                }
-            });
-        }
-    });
-    let secs = start.elapsed().as_secs_f64();
-    if let Some(e) = errors.into_inner().ok().and_then(|v| v.into_iter().next()) {
-        return Err(format!("pipelined refresh: {e}"));
+/// A persisted row as the set packer takes it.
+fn row_ref(r: &OcspRow) -> OcspRowRef<'_> {
+    OcspRowRef {
+        issuer_id: r.issuer_id,
+        serial: &r.serial,
+        cert_id_der: &r.cert_id_der,
+        this_update: r.this_update,
+        next_update: r.next_update,
+        der: &r.der,
     }
-    let n = cache.into_inner().map(|c| c.len()).unwrap_or(0);
-    let _ = lab.db.clear_ocsp(scratch_store);
-    Ok((n, secs))
-}
-
-/// How the what-if refresh persists its responses.
-#[derive(Clone, Copy)]
-enum Persist {
-    Nothing,
-    /// One `put_blob` per 2048 responses.
-    Blob,
-    /// `put_ocsp` of 2048 rows at a time (what `refresh_now` persists, all at once, at the end).
-    Rows,
 }
 
 /// CLOCK_MONOTONIC seconds (what `perf record -k CLOCK_MONOTONIC` stamps samples with).
@@ -679,7 +517,7 @@ fn part_c(o: &Options) -> Result<(), String> {
     let sled = (field(&f, "rss3_mb") - field(&f, "rss2_mb")) * 1e6 / n;
     println!(
         "{:>34} {:>10.0} {:>10.2}",
-        "RSS added by put_ocsp alone (sled)",
+        "RSS added by persisting alone (sled)",
         sled,
         sled / der
     );
@@ -688,7 +526,7 @@ fn part_c(o: &Options) -> Result<(), String> {
         "response DER (payload)", der, 1.0
     );
     println!("{:>34} {:>10.0} {:>10.2}", "CertID key DER", key, key / der);
-    println!("# 'after - before' also holds sled's cache of the persisted responses (put_ocsp); 'freed by dropping' is the in-memory cache alone; 'put_ocsp alone' = the same number of rows persisted again after the cache was dropped ({:.1} s)", field(&f, "put_s"));
+    println!("# 'after - before' also holds sled's cache of the persisted responses; 'freed by dropping' is the in-memory cache alone; 'persisting alone' = the same number of rows persisted again after the cache was dropped ({:.1} s)", field(&f, "put_s"));
     Ok(())
 }
 
@@ -738,7 +576,13 @@ fn child_c(args: &[String]) -> Result<(), String> {
             der: vec![0x42; der / k.max(1)],
         })
         .collect();
-    let (put, put_time) = timed(|| db.put_ocsp(u64::MAX - 1, &rows));
+    let (put, put_time) = timed(|| {
+        let mut chunks = OcspSetChunks::default();
+        for r in &rows {
+            chunks.push(row_ref(r));
+        }
+        db.put_ocsp_set(u64::MAX - 1, 1, chunks, t, true)
+    });
     put.map_err(|e| e.to_string())?;
     drop(rows);
     trim_heap();
