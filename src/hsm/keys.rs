@@ -145,6 +145,9 @@ pub(crate) fn sign(
     }
     use SignatureAlgorithm::*;
     let signature = match alg {
+        Sha256WithRsa | Sha384WithRsa | Sha512WithRsa if message.len() > RSA_PREHASH_ABOVE => {
+            rsa_prehashed(session, key.handle, alg, message)?
+        }
         Sha256WithRsa => session.sign(&Mechanism::Sha256RsaPkcs, key.handle, message)?,
         Sha384WithRsa => session.sign(&Mechanism::Sha384RsaPkcs, key.handle, message)?,
         Sha512WithRsa => session.sign(&Mechanism::Sha512RsaPkcs, key.handle, message)?,
@@ -210,6 +213,40 @@ pub(crate) fn list(session: &Session) -> Result<Vec<StoredKey>, Fail> {
         keys.push(key);
     }
     Ok(keys)
+}
+
+/// RSA messages longer than this (a CRL of many entries) are hashed here: the token copies what
+/// it is given, and a million-entry CRL is 42 MB.
+const RSA_PREHASH_ABOVE: usize = 64 * 1024;
+
+/// PKCS#1 v1.5 over a software digest: `CKM_RSA_PKCS` of the DigestInfo (RFC 8017 §9.2) is
+/// the very signature `CKM_SHA*_RSA_PKCS` makes of the whole message.
+fn rsa_prehashed(
+    session: &Session,
+    key: ObjectHandle,
+    alg: SignatureAlgorithm,
+    message: &[u8],
+) -> Result<Vec<u8>, Fail> {
+    // DigestInfo prefixes of RFC 8017 §9.2, note 1: SEQUENCE { AlgorithmIdentifier, OCTET STRING }.
+    const SHA256: &[u8] = &[
+        0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
+        0x05, 0x00, 0x04, 0x20,
+    ];
+    const SHA384: &[u8] = &[
+        0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02,
+        0x05, 0x00, 0x04, 0x30,
+    ];
+    const SHA512: &[u8] = &[
+        0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03,
+        0x05, 0x00, 0x04, 0x40,
+    ];
+    let (prefix, hash) = match alg {
+        SignatureAlgorithm::Sha384WithRsa => (SHA384, HashAlg::Sha384),
+        SignatureAlgorithm::Sha512WithRsa => (SHA512, HashAlg::Sha512),
+        _ => (SHA256, HashAlg::Sha256),
+    };
+    let digest_info = [prefix, &hash.digest(message)].concat();
+    Ok(session.sign(&Mechanism::RsaPkcs, key, &digest_info)?)
 }
 
 /// ECDSA over a software digest; PKCS#11 returns r‖s, X.509 wants `Ecdsa-Sig-Value`.

@@ -531,3 +531,35 @@ fn sign_rate() {
         hsm.destroy_key(&key.id).unwrap();
     }
 }
+
+#[test]
+fn long_rsa_messages_are_prehashed_and_still_verify() {
+    let (hsm, _gate) = shared();
+    let key = hsm.generate_key(KeyAlgorithm::Rsa2048, "long").unwrap();
+    let spki = PKey::public_key_from_der(&key.spki_der).unwrap();
+    // Either side of the prehash threshold: the token hashes the first, pcad the others.
+    let long: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    for alg in [
+        SignatureAlgorithm::Sha256WithRsa,
+        SignatureAlgorithm::Sha384WithRsa,
+        SignatureAlgorithm::Sha512WithRsa,
+    ] {
+        let signer = hsm.signer(key.id.clone(), alg);
+        for message in [&long[..64 * 1024], &long[..64 * 1024 + 1], &long[..]] {
+            let signature = Signer::sign(&signer, message).unwrap();
+            let md = match alg.hash() {
+                Some(HashAlg::Sha256) => MessageDigest::sha256(),
+                Some(HashAlg::Sha384) => MessageDigest::sha384(),
+                _ => MessageDigest::sha512(),
+            };
+            let mut verifier = Verifier::new(md, &spki).unwrap();
+            verifier.update(message).unwrap();
+            assert!(
+                verifier.verify(&signature).unwrap(),
+                "{alg:?} {}",
+                message.len()
+            );
+        }
+    }
+    hsm.destroy_key(&key.id).unwrap();
+}
