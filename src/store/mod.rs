@@ -241,6 +241,85 @@ mod tests {
     }
 
     #[test]
+    fn templates_decode_as_with_a_flattened_spec() {
+        use crate::pki::cert::{ExtendedKeyUsage, KeyUsage, OidValue, StringKind, SubjectInfo};
+        #[derive(serde::Deserialize)]
+        struct Flattened {
+            id: u64,
+            appkey: String,
+            store_id: u64,
+            #[serde(flatten)]
+            spec: TemplateSpec,
+            created_at: i64,
+            updated_at: i64,
+        }
+        let other = OidValue {
+            oid: "1.3.6.1.4.1.311.20.2.3".parse().unwrap(),
+            kind: StringKind::Utf8,
+            value: "*@example.com".into(),
+        };
+        let rec = TemplateRecord {
+            id: 7,
+            appkey: "k".into(),
+            store_id: 3,
+            spec: TemplateSpec {
+                name: "t".into(),
+                description: Some("d".into()),
+                parent_cert_id: 2,
+                max_ttl: Some(3600),
+                max_specific_date: None,
+                back_date_validation: 30,
+                allow_ip_sans: true,
+                url_sans_whitelist: vec!["https://*".into()],
+                other_sans_whitelist: vec![other.clone()],
+                store_in_server: true,
+                basic_constraints_valid_for_non_ca: true,
+                use_csr_common_name: true,
+                use_csr_sans: false,
+                key_algorithm: crate::pki::KeyAlgorithm::P384,
+                key_algorithm_name: "ECDSA".into(),
+                signature_bits: 384,
+                key_usage: vec![KeyUsage::DigitalSignature],
+                extended_key_usage: vec![ExtendedKeyUsage::ServerAuth],
+                extended_key_usage_oids: vec!["1.2.3.4".into()],
+                policies: vec!["2.23.140.1.2.1".into()],
+                subject_info: SubjectInfo {
+                    organization: Some("O".into()),
+                    ..Default::default()
+                },
+                use_csr_other_fields: false,
+                other_fields: vec![other],
+            },
+            created_at: 1,
+            updated_at: 2,
+        };
+        let stored = encode(&rec);
+        // Optional fields left out of the JSON (older records) read as absent both ways.
+        let mut sparse: serde_json::Value = serde_json::from_slice(&stored).unwrap();
+        sparse.as_object_mut().unwrap().remove("description");
+        sparse.as_object_mut().unwrap().remove("max_ttl");
+        sparse
+            .as_object_mut()
+            .unwrap()
+            .insert("unknown".into(), 1.into());
+        let sparse = serde_json::to_vec(&sparse).unwrap();
+        for bytes in [stored, sparse] {
+            let fast: TemplateRecord = decode("template", &bytes).unwrap();
+            let f: Flattened = serde_json::from_slice(&bytes).unwrap();
+            let slow = TemplateRecord {
+                id: f.id,
+                appkey: f.appkey,
+                store_id: f.store_id,
+                spec: f.spec,
+                created_at: f.created_at,
+                updated_at: f.updated_at,
+            };
+            assert_eq!(encode(&fast), encode(&slow));
+        }
+        assert!(decode::<TemplateRecord>("template", b"{\"id\":1}").is_err());
+    }
+
+    #[test]
     fn a_newer_schema_refuses_to_open() {
         let dir = tempfile::tempdir().unwrap();
         {
