@@ -198,7 +198,7 @@ pub(crate) fn random_serial() -> Vec<u8> {
 
 /// Lowercase hex without separators.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::pki::der_util::hex(bytes)
 }
 
 /// Appkeys are path segments; keep them URL-safe in the URLs we write.

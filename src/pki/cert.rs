@@ -163,6 +163,46 @@ pub struct CertParams {
 /// authorityKeyIdentifier is the issuer's subjectKeyIdentifier (a self-signed certificate
 /// carries its own). The signer's algorithm must fit the issuer's key.
 pub fn issue(params: &CertParams, signer: &dyn Signer) -> Result<Vec<u8>, PkiError> {
+    build(params, signer).map(|built| built.der)
+}
+
+/// `issue`, with what `parse_info` would read back from the certificate, taken from the parts
+/// it was built of rather than by parsing it again.
+pub fn issue_with_info(
+    params: &CertParams,
+    signer: &dyn Signer,
+) -> Result<(Vec<u8>, CertInfo), PkiError> {
+    let built = build(params, signer)?;
+    let digits = match params.serial.iter().position(|b| *b != 0) {
+        Some(i) => &params.serial[i..],
+        None => &[0u8][..],
+    };
+    let info = CertInfo {
+        subject: name::to_rfc4514(&built.subject)?,
+        issuer: name::to_rfc4514(&built.issuer)?,
+        // What the encoded name holds (an empty value is left out of it).
+        common_name: name::attribute(&built.subject, &name::COMMON_NAME)?,
+        serial_hex: der_util::hex(digits),
+        not_before: params.not_before,
+        not_after: params.not_after,
+        spki_der: params.spki_der.clone(),
+        key_algorithm: key_algorithm_of_spki(&params.spki_der).ok(),
+        subject_key_id: Some(built.subject_key_id),
+        sans: params.sans.clone(),
+    };
+    Ok((built.der, info))
+}
+
+/// A signed certificate and the parts of it that `issue_with_info` reports.
+struct Built {
+    der: Vec<u8>,
+    /// DER Names.
+    subject: Vec<u8>,
+    issuer: Vec<u8>,
+    subject_key_id: Vec<u8>,
+}
+
+fn build(params: &CertParams, signer: &dyn Signer) -> Result<Built, PkiError> {
     let alg = signer.algorithm();
     let subject = name::encode(&params.subject)?;
     spki_parts(&params.spki_der)?;
@@ -250,21 +290,22 @@ pub fn issue(params: &CertParams, signer: &dyn Signer) -> Result<Vec<u8>, PkiErr
         der_util::tlv(context(0, true), &der_util::unsigned(&[2])),
         serial,
         sig_alg.clone(),
-        issuer_name,
+        issuer_name.clone(),
         der_util::seq(&[
             der_util::time(params.not_before)?,
             der_util::time(params.not_after)?,
         ]),
-        subject,
+        subject.clone(),
         params.spki_der.clone(),
         der_util::tlv(context(3, true), &der_util::seq(&exts)),
     ]);
     let signature = signer.sign(&tbs)?;
-    Ok(der_util::seq(&[
-        tbs,
-        sig_alg,
-        der_util::bit_string(&signature),
-    ]))
+    Ok(Built {
+        der: der_util::seq(&[tbs, sig_alg, der_util::bit_string(&signature)]),
+        subject,
+        issuer: issuer_name,
+        subject_key_id: own_key_id,
+    })
 }
 
 /// What the API shows of a certificate.
@@ -303,7 +344,7 @@ pub fn parse_info(der: &[u8]) -> Result<CertInfo, PkiError> {
         subject: name::to_rfc4514(c.subject.raw)?,
         issuer: name::to_rfc4514(c.issuer.raw)?,
         common_name: name::attribute(c.subject.raw, &name::COMMON_NAME)?,
-        serial_hex: digits.iter().map(|b| format!("{b:02x}")).collect(),
+        serial_hex: der_util::hex(digits),
         not_before: c.not_before,
         not_after: c.not_after,
         spki_der: c.spki.raw.to_vec(),
@@ -555,6 +596,42 @@ mod tests {
     fn verifies(cert: &[u8], issuer: &[u8]) -> bool {
         let key = X509::from_der(issuer).unwrap().public_key().unwrap();
         X509::from_der(cert).unwrap().verify(&key).unwrap()
+    }
+
+    /// What `issue_with_info` reports is what `parse_info` reads back, for a self-signed root
+    /// and for a leaf with every kind of name (and an empty common name, left out of the DER).
+    #[test]
+    fn issue_with_info_matches_parse_info() {
+        let ca_key = SoftKey::generate(KeyAlgorithm::P256).unwrap();
+        let leaf_key = SoftKey::generate(KeyAlgorithm::Rsa2048).unwrap();
+        let signer = ca_key.signer(SignatureAlgorithm::Sha256WithEcdsa);
+        let (root, info) =
+            issue_with_info(&ca_params("Example Root CA", &ca_key, None, 1), &signer).unwrap();
+        assert_eq!(
+            format!("{info:?}"),
+            format!("{:?}", parse_info(&root).unwrap())
+        );
+        let mut leaf = leaf_params(&leaf_key, &root);
+        leaf.subject.other.push(OidValue {
+            oid: ObjectIdentifier::new_unwrap("2.5.4.12"),
+            kind: StringKind::Bmp,
+            value: "Boss, \"the\" + one".into(),
+        });
+        leaf.subject.organizational_unit = Some("Dev#1".into());
+        leaf.sans.other.push(OidValue {
+            oid: ObjectIdentifier::new_unwrap("1.3.6.1.4.1.99999.1"),
+            kind: StringKind::Universal,
+            value: "\u{1F600}".into(),
+        });
+        for cn in [Some("www.example.com"), Some(""), None] {
+            leaf.subject.common_name = cn.map(str::to_owned);
+            leaf.serial = vec![0, 0, 0x7f, 1];
+            let (der, info) = issue_with_info(&leaf, &signer).unwrap();
+            assert_eq!(
+                format!("{info:?}"),
+                format!("{:?}", parse_info(&der).unwrap())
+            );
+        }
     }
 
     /// Root, intermediate and leaf for every key algorithm and every signature algorithm that

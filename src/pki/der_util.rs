@@ -113,6 +113,17 @@ pub fn time(unix_seconds: i64) -> Result<Vec<u8>, PkiError> {
     }
 }
 
+/// Lowercase hex without separators.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    s
+}
+
 /// A decoded element borrowing from its input.
 #[derive(Clone, Copy, Debug)]
 pub struct Tlv<'a> {
@@ -263,6 +274,12 @@ fn invalid(what: &str) -> PkiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_digits() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(hex(&[]), "");
+    }
 
     #[test]
     fn lengths_and_integers() {

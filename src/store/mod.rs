@@ -170,6 +170,167 @@ mod tests {
         assert!(db.next_id().unwrap() > id, "ids never repeat across reopen");
     }
 
+    fn leaf(id: u64, store_id: u64, serial: &[u8]) -> (CertRecord, SerialRecord) {
+        let rec = CertRecord {
+            id,
+            appkey: "k".into(),
+            store_id,
+            name: format!("leaf {id}"),
+            description: None,
+            cert_type: CertType::Leaf,
+            parent_cert_id: Some(1),
+            template_id: None,
+            serial: serial.to_vec(),
+            der: vec![0x30, 0x00],
+            common_name: Some(format!("leaf {id}")),
+            subject: String::new(),
+            issuer: String::new(),
+            not_before: 0,
+            not_after: 1,
+            key_algorithm: crate::pki::KeyAlgorithm::P256,
+            signature_algorithm: crate::pki::SignatureAlgorithm::Sha256WithEcdsa,
+            issuer_key: None,
+            sans: Default::default(),
+            crl_url: None,
+            ocsp_url: None,
+            revocation: None,
+            created_at: 0,
+        };
+        let serial = SerialRecord {
+            store_id,
+            issuer_id: 1,
+            serial: serial.to_vec(),
+            cert_id: Some(id),
+            not_after: 1,
+            revocation: None,
+        };
+        (rec, serial)
+    }
+
+    #[test]
+    fn a_repeated_serial_writes_nothing_and_half_written_certificates_stay_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let st = store(db.next_id().unwrap(), "s");
+        db.insert_store(&st).unwrap();
+        let listed = |db: &Db| {
+            db.list_certs(st.id, CertFilter::All, None, 0, 100)
+                .unwrap()
+                .items
+                .iter()
+                .map(|c| c.id)
+                .collect::<Vec<_>>()
+        };
+        let (a, sa) = leaf(10, st.id, &[1, 2, 3]);
+        db.insert_cert(Some(&a), &sa).unwrap();
+        assert_eq!(listed(&db), [10]);
+
+        // The same serial of the same issuer, under another certificate id: refused, and
+        // neither its record nor an index entry appears.
+        let (b, sb) = leaf(11, st.id, &[1, 2, 3]);
+        assert!(matches!(
+            db.insert_cert(Some(&b), &sb),
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(db.cert("k", st.id, 11).unwrap().is_none());
+        assert_eq!(db.serial(1, &[1, 2, 3]).unwrap().unwrap().cert_id, Some(10));
+        assert_eq!(listed(&db), [10]);
+
+        // What a crash between the writes can leave: a serial, and an index entry without its
+        // record. Neither is listed; deleting the store clears the index.
+        let (c, sc) = leaf(12, st.id, &[4, 5, 6]);
+        db.insert_cert(None, &sc).unwrap();
+        let store_certs = db.db.open_tree("store_certs").unwrap();
+        let mut k = st.id.to_be_bytes().to_vec();
+        k.extend_from_slice(&c.id.to_be_bytes());
+        store_certs.insert(&k, b"L").unwrap();
+        assert_eq!(listed(&db), [10]);
+        assert!(db.issuers_of_store(st.id).unwrap().is_empty());
+        assert!(db.cert("k", st.id, 12).unwrap().is_none());
+        db.delete_store(&st).unwrap();
+        assert_eq!(store_certs.scan_prefix(st.id.to_be_bytes()).count(), 0);
+        assert!(db.cert("k", st.id, 10).unwrap().is_none());
+    }
+
+    #[test]
+    fn templates_decode_as_with_a_flattened_spec() {
+        use crate::pki::cert::{ExtendedKeyUsage, KeyUsage, OidValue, StringKind, SubjectInfo};
+        #[derive(serde::Deserialize)]
+        struct Flattened {
+            id: u64,
+            appkey: String,
+            store_id: u64,
+            #[serde(flatten)]
+            spec: TemplateSpec,
+            created_at: i64,
+            updated_at: i64,
+        }
+        let other = OidValue {
+            oid: "1.3.6.1.4.1.311.20.2.3".parse().unwrap(),
+            kind: StringKind::Utf8,
+            value: "*@example.com".into(),
+        };
+        let rec = TemplateRecord {
+            id: 7,
+            appkey: "k".into(),
+            store_id: 3,
+            spec: TemplateSpec {
+                name: "t".into(),
+                description: Some("d".into()),
+                parent_cert_id: 2,
+                max_ttl: Some(3600),
+                max_specific_date: None,
+                back_date_validation: 30,
+                allow_ip_sans: true,
+                url_sans_whitelist: vec!["https://*".into()],
+                other_sans_whitelist: vec![other.clone()],
+                store_in_server: true,
+                basic_constraints_valid_for_non_ca: true,
+                use_csr_common_name: true,
+                use_csr_sans: false,
+                key_algorithm: crate::pki::KeyAlgorithm::P384,
+                key_algorithm_name: "ECDSA".into(),
+                signature_bits: 384,
+                key_usage: vec![KeyUsage::DigitalSignature],
+                extended_key_usage: vec![ExtendedKeyUsage::ServerAuth],
+                extended_key_usage_oids: vec!["1.2.3.4".into()],
+                policies: vec!["2.23.140.1.2.1".into()],
+                subject_info: SubjectInfo {
+                    organization: Some("O".into()),
+                    ..Default::default()
+                },
+                use_csr_other_fields: false,
+                other_fields: vec![other],
+            },
+            created_at: 1,
+            updated_at: 2,
+        };
+        let stored = encode(&rec);
+        // Optional fields left out of the JSON (older records) read as absent both ways.
+        let mut sparse: serde_json::Value = serde_json::from_slice(&stored).unwrap();
+        sparse.as_object_mut().unwrap().remove("description");
+        sparse.as_object_mut().unwrap().remove("max_ttl");
+        sparse
+            .as_object_mut()
+            .unwrap()
+            .insert("unknown".into(), 1.into());
+        let sparse = serde_json::to_vec(&sparse).unwrap();
+        for bytes in [stored, sparse] {
+            let fast: TemplateRecord = decode("template", &bytes).unwrap();
+            let f: Flattened = serde_json::from_slice(&bytes).unwrap();
+            let slow = TemplateRecord {
+                id: f.id,
+                appkey: f.appkey,
+                store_id: f.store_id,
+                spec: f.spec,
+                created_at: f.created_at,
+                updated_at: f.updated_at,
+            };
+            assert_eq!(encode(&fast), encode(&slow));
+        }
+        assert!(decode::<TemplateRecord>("template", b"{\"id\":1}").is_err());
+    }
+
     #[test]
     fn a_newer_schema_refuses_to_open() {
         let dir = tempfile::tempdir().unwrap();
