@@ -31,13 +31,17 @@ impl Log for Stderr {
     }
 
     fn log(&self, record: &Record<'_>) {
-        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
-        eprintln!(
-            "{now} {:5} {}: {}",
+        use std::io::Write;
+        // One write per line: stderr is unbuffered, and `eprintln!` writes each piece apart
+        // (lines of concurrent threads could interleave, and every audit line cost 5 syscalls).
+        let line = format!(
+            "{} {:5} {}: {}\n",
+            chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ"),
             record.level(),
             record.target(),
             record.args()
         );
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 
     fn flush(&self) {}
