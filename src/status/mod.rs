@@ -241,6 +241,13 @@ impl Publisher {
         store_id: u64,
         request: &[u8],
     ) -> Result<OcspAnswer, Vec<RequestedCertId>> {
+        // The common request (one CertID, as pre-signed) needs no decoding: its CertID bytes
+        // are the cache key. Anything else, or a miss, takes the full parse below.
+        if let Some(cert_id) = ocsp::single_cert_id(request) {
+            if let Some(e) = self.inner.cache.get(appkey, store_id, cert_id) {
+                return Ok(OcspAnswer::Signed(e));
+            }
+        }
         let reqs = match ocsp::parse_request(request) {
             Ok(r) => r,
             Err(e) => return Ok(OcspAnswer::Error(e.status())),
