@@ -61,6 +61,8 @@ pub enum Reply {
         headers: Vec<(&'static str, String)>,
         body: Bytes,
     },
+    /// A response the handler built itself (OCSP: from the cache's ready-made parts).
+    Ready(Response<Full<Bytes>>),
 }
 
 impl Api {
@@ -189,6 +191,7 @@ async fn drain(mut body: Incoming) {
 
 fn into_response(reply: Reply) -> Response<Full<Bytes>> {
     match reply {
+        Reply::Ready(r) => r,
         Reply::Json(body) => envelope(StatusCode::OK, 0, "SUCCESS", body),
         Reply::Raw {
             status,

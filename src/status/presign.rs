@@ -4,9 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use bytes::Bytes;
-
-use super::cache::{etag, OcspAnswer, OcspEntry};
+use super::cache::{OcspAnswer, OcspEntry};
 use super::{Publisher, StatusError};
 use crate::ca::now;
 use crate::pki::ocsp::{self, CertStatus, OcspErrorStatus, RequestedCertId, SingleStatus};
@@ -63,19 +61,19 @@ fn sign_entry(
     let sig = signer.sign(&data)?;
     let der = ocsp::assemble(&data, signer.algorithm(), &sig)?;
     let _ = p;
-    Ok(OcspEntry {
-        etag: etag(&der),
-        der: Bytes::from(der),
+    let next_update = singles
+        .first()
+        .map(|s| s.next_update)
+        .unwrap_or(this_update);
+    Ok(OcspEntry::new(
+        der,
         this_update,
-        next_update: singles
-            .first()
-            .map(|s| s.next_update)
-            .unwrap_or(this_update),
+        next_update,
         refresh_at,
-        issuer_id: responder.cert.id,
+        responder.cert.id,
         serials,
         generation,
-    })
+    ))
 }
 
 fn status_of(s: &SerialRecord) -> CertStatus {
@@ -377,16 +375,15 @@ impl Publisher {
                 if row.next_update <= t {
                     continue;
                 }
-                let e = OcspEntry {
-                    etag: etag(&row.der),
-                    der: Bytes::from(row.der),
-                    this_update: row.this_update,
-                    next_update: row.next_update,
-                    refresh_at: row.this_update + period(&store),
-                    issuer_id: row.issuer_id,
-                    serials: vec![row.serial],
-                    generation: 0,
-                };
+                let e = OcspEntry::new(
+                    row.der,
+                    row.this_update,
+                    row.next_update,
+                    row.this_update + period(&store),
+                    row.issuer_id,
+                    vec![row.serial],
+                    0,
+                );
                 self.note_refreshed(store.id, row.this_update + period(&store));
                 self.inner
                     .cache
