@@ -82,6 +82,10 @@ impl Api {
         listener: Listener,
     ) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
+        let body = match self.ocsp_fast(&parts, body).await {
+            Ok(response) => return response,
+            Err(body) => body,
+        };
         let mut route = "none";
         let result = self
             .dispatch(parts, body, &peer, listener, &mut route)
@@ -92,6 +96,44 @@ impl Api {
         };
         crate::metrics::METRICS.request(route, response.status().as_u16());
         response
+    }
+
+    /// OCSP, the public hot path, without the general routing: the same answers as `dispatch`
+    /// gives these routes (they are public on both listeners), with nothing parsed or
+    /// allocated that the answer does not need. Hands the body back for any other request.
+    async fn ocsp_fast(
+        &self,
+        parts: &hyper::http::request::Parts,
+        body: Incoming,
+    ) -> Result<Response<Full<Bytes>>, Incoming> {
+        use hyper::body::Body;
+        let Some(target) = route::ocsp(parts.uri.path()) else {
+            return Err(body);
+        };
+        let (route, body) = match (&parts.method, target.get_path) {
+            (&Method::POST, None) => ("ocsp_post", read_body(body, &parts.headers).await),
+            // A GET with a body takes `dispatch`, which reads (and may refuse) it.
+            (&Method::GET | &Method::HEAD, Some(_)) if body.is_end_stream() => {
+                ("ocsp_get", Ok(Bytes::new()))
+            }
+            _ => return Err(body),
+        };
+        let response = match body {
+            Ok(body) => {
+                revocation::ocsp(
+                    self,
+                    target.appkey,
+                    target.store_id,
+                    target.get_path,
+                    &parts.headers,
+                    &body,
+                )
+                .await
+            }
+            Err(e) => error_response(e),
+        };
+        crate::metrics::METRICS.request(route, response.status().as_u16());
+        Ok(response)
     }
 
     async fn dispatch(
