@@ -51,7 +51,8 @@ async fn run(
     let publisher = Publisher::new(db.clone(), hsm.clone(), config.hsm.sessions);
     publisher.start();
     let ca = Ca::new(db, hsm, &config.public.base_url, publisher.clone());
-    let api = Api::new(ca, Arc::clone(&config));
+    // Shared by every connection; a request clones the Arc, not the state.
+    let api = Arc::new(Api::new(ca, Arc::clone(&config)));
     let tls = Arc::new(RwLock::new(tls));
 
     let api_listener = TcpListener::bind(config.api.listen)
@@ -85,7 +86,7 @@ async fn run(
             accepted = api_listener.accept() => {
                 if let Ok((tcp, _)) = accepted {
                     let acceptor = TlsAcceptor::from(tls.read().map(|t| Arc::clone(&t)).map_err(|_| "tls lock")?);
-                    let api = api.clone();
+                    let api = Arc::clone(&api);
                     let watcher = graceful.watcher();
                     tokio::spawn(async move {
                         let _ = tcp.set_nodelay(true);
@@ -100,7 +101,7 @@ async fn run(
                             .and_then(tls::identity);
                         let peer = Arc::new(Peer { identity });
                         let svc = service_fn(move |req| {
-                            let api = api.clone();
+                            let api = Arc::clone(&api);
                             let peer = Arc::clone(&peer);
                             async move { Ok::<_, std::convert::Infallible>(api.handle(req, peer, Listener::Api).await) }
                         });
@@ -112,13 +113,13 @@ async fn run(
             }
             accepted = public_listener.accept() => {
                 if let Ok((tcp, _)) = accepted {
-                    let api = api.clone();
+                    let api = Arc::clone(&api);
                     let watcher = graceful.watcher();
                     tokio::spawn(async move {
                         let _ = tcp.set_nodelay(true);
                         let peer = Arc::new(Peer::default());
                         let svc = service_fn(move |req| {
-                            let api = api.clone();
+                            let api = Arc::clone(&api);
                             let peer = Arc::clone(&peer);
                             async move { Ok::<_, std::convert::Infallible>(api.handle(req, peer, Listener::Public).await) }
                         });
