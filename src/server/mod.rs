@@ -33,11 +33,27 @@ pub fn serve(config_path: &Path) -> Result<(), String> {
     let tls = tls::server_config(&config)?;
     let db = Db::open(&config.resolve(&config.storage.path)).map_err(|e| e.to_string())?;
     let hsm = Hsm::open(&config.hsm, pin).map_err(|e| format!("HSM: {e}"))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("runtime: {e}"))?;
+    let runtime = runtime().map_err(|e| format!("runtime: {e}"))?;
     runtime.block_on(run(config, config_path.to_owned(), tls, db, hsm))
+}
+
+/// The async runtime for the listeners: one worker per CPU this process may run on. With a
+/// single CPU (a one-core machine, or `taskset`/`CPUAffinity=` pinning) that is the
+/// current-thread scheduler: a multi-thread runtime would still run its one worker beside the
+/// thread that accepts connections and pay for work-stealing it cannot use. HSM and database
+/// work runs on the blocking pool either way.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // TOKIO_WORKER_THREADS, when set, asks for the multi-thread runtime with that many workers.
+    if cpus == 1 && std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    }
 }
 
 async fn run(
