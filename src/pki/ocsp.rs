@@ -305,6 +305,37 @@ pub fn decode_get_path_into<'a>(
     if tail.len() > MAX_GET_PATH {
         return Err(OcspRequestError::PathTooLong);
     }
+    // What clients send nearly always: one alphabet, nothing escaped. Decoded as it stands,
+    // it gives what the general route below gives.
+    let unpadded = tail.trim_end_matches('=').as_bytes();
+    if unpadded.first().is_some_and(|c| *c != b'/' && *c != b'_') {
+        let plain = |extra: [u8; 2]| {
+            unpadded
+                .iter()
+                .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+        };
+        let engine = if plain([b'-', b'_']) {
+            Some(&BASE64URL_LENIENT)
+        } else if plain([b'+', b'/']) {
+            Some(&BASE64_LENIENT)
+        } else {
+            None
+        };
+        if let Some(engine) = engine {
+            let n = engine
+                .decode_slice(unpadded, &mut out[..])
+                .map_err(|_| OcspRequestError::BadPath("invalid base64"))?;
+            return Ok(&out[..n]);
+        }
+    }
+    decode_escaped(tail, out)
+}
+
+/// `decode_get_path_into` for a path with escapes, spaces or mixed alphabets.
+fn decode_escaped<'a>(
+    tail: &str,
+    out: &'a mut [u8; MAX_GET_REQUEST],
+) -> Result<&'a [u8], OcspRequestError> {
     let mut b64 = [0; MAX_GET_PATH];
     let mut len = 0;
     let mut bytes = tail.bytes();
@@ -451,11 +482,15 @@ const ID_PKIX_OCSP_BASIC: &[u8] = &[
 ];
 
 /// Standard alphabet, padding optional (stripped before decoding), trailing bits rejected.
-const BASE64_LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    base64::engine::GeneralPurposeConfig::new()
-        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-);
+const BASE64_LENIENT: base64::engine::GeneralPurpose =
+    base64::engine::GeneralPurpose::new(&base64::alphabet::STANDARD, LENIENT);
+
+/// `BASE64_LENIENT` with the URL-safe alphabet.
+const BASE64URL_LENIENT: base64::engine::GeneralPurpose =
+    base64::engine::GeneralPurpose::new(&base64::alphabet::URL_SAFE, LENIENT);
+
+const LENIENT: base64::engine::GeneralPurposeConfig = base64::engine::GeneralPurposeConfig::new()
+    .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent);
 
 fn requested_cert_id(id: rasn_ocsp::CertId) -> Result<RequestedCertId, OcspRequestError> {
     let oid = der_of(&id.hash_algorithm.algorithm)?;

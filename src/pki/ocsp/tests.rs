@@ -502,3 +502,46 @@ fn single_cert_id_agrees_with_the_full_parse() {
         agrees(&request);
     }
 }
+
+/// The unescaped fast route of `decode_get_path_into` decodes as the general one does.
+#[test]
+fn get_path_fast_route_agrees() {
+    let chars = b"AMQZaqz09+/-_=% 2Bf";
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut tails: Vec<String> = [
+        "", "/", "=", "MEow", "MEow==", "MEo", "_MEow", "/MEow", "ME-w", "ME+w", "ME-+",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for _ in 0..20_000 {
+        let len = (next() % 24) as usize;
+        tails.push(
+            (0..len)
+                .map(|_| char::from(chars[(next() % chars.len() as u64) as usize]))
+                .collect(),
+        );
+    }
+    let request: Vec<u8> = (0..83).map(|i| (i * 37 + 11) as u8).collect();
+    for engine in [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::URL_SAFE,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ] {
+        tails.push(engine.encode(&request));
+    }
+    for tail in &tails {
+        let (mut a, mut b) = ([0; MAX_GET_REQUEST], [0; MAX_GET_REQUEST]);
+        assert_eq!(
+            decode_get_path_into(tail, &mut a).map(<[u8]>::to_vec),
+            decode_escaped(tail, &mut b).map(<[u8]>::to_vec),
+            "{tail:?}"
+        );
+    }
+}
