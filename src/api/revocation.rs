@@ -215,12 +215,15 @@ fn lookup(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<OcspAnswer, Vec<ocsp::RequestedCertId>> {
-    let mut decoded = [0; ocsp::MAX_GET_REQUEST];
+    let mut decoded;
     let request = match get_path {
-        Some(path) => match ocsp::decode_get_path_into(path, &mut decoded) {
-            Ok(r) => r,
-            Err(e) => return Ok(OcspAnswer::Error(e.status())),
-        },
+        Some(path) => {
+            decoded = [0; ocsp::MAX_GET_REQUEST];
+            match ocsp::decode_get_path_into(path, &mut decoded) {
+                Ok(r) => r,
+                Err(e) => return Ok(OcspAnswer::Error(e.status())),
+            }
+        }
         None => {
             let ct = headers
                 .get(hyper::header::CONTENT_TYPE)

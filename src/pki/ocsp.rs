@@ -305,27 +305,15 @@ pub fn decode_get_path_into<'a>(
     if tail.len() > MAX_GET_PATH {
         return Err(OcspRequestError::PathTooLong);
     }
-    // What clients send nearly always: one alphabet, nothing escaped. Decoded as it stands,
-    // it gives what the general route below gives.
+    // What clients send nearly always: one alphabet, nothing escaped. Whatever either
+    // alphabet decodes as it stands, the general route decodes the same (no escape, space or
+    // leading slash there to treat); anything else fails here and takes the general route.
     let unpadded = tail.trim_end_matches('=').as_bytes();
     if unpadded.first().is_some_and(|c| *c != b'/' && *c != b'_') {
-        let plain = |extra: [u8; 2]| {
-            unpadded
-                .iter()
-                .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
-        };
-        let engine = if plain([b'-', b'_']) {
-            Some(&BASE64URL_LENIENT)
-        } else if plain([b'+', b'/']) {
-            Some(&BASE64_LENIENT)
-        } else {
-            None
-        };
-        if let Some(engine) = engine {
-            let n = engine
-                .decode_slice(unpadded, &mut out[..])
-                .map_err(|_| OcspRequestError::BadPath("invalid base64"))?;
-            return Ok(&out[..n]);
+        for engine in [&BASE64URL_LENIENT, &BASE64_LENIENT] {
+            if let Ok(n) = engine.decode_slice(unpadded, &mut out[..]) {
+                return Ok(&out[..n]);
+            }
         }
     }
     decode_escaped(tail, out)
