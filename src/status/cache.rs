@@ -164,8 +164,11 @@ struct Maps {
     /// (issuer, serial) → the cached CertID forms of that certificate other than the
     /// pre-signed one (which `Cache::forget` is given): SHA-2 CertIDs, absent NULL parameters,
     /// multi-CertID requests.
-    variants: HashMap<(u64, Box<[u8]>), Vec<Box<[u8]>>>,
+    variants: HashMap<IssuerSerial, Vec<Box<[u8]>>>,
 }
+
+/// A certificate: its issuer's id and its serial digits.
+type IssuerSerial = (u64, Box<[u8]>);
 
 /// A cached response in the set, hashed and compared by its key.
 struct Keyed(Arc<CachedResponse>);
