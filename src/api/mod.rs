@@ -19,7 +19,7 @@ pub use error::ApiError;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -207,13 +207,33 @@ async fn read_body(body: Incoming, headers: &hyper::HeaderMap) -> Result<Bytes, 
             return Err(ApiError::too_large());
         }
     }
-    match Limited::new(body, BODY_LIMIT).collect().await {
-        Ok(b) => Ok(b.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large()),
-        Err(e) => Err(ApiError::malformed(format!(
-            "body: could not be read ({e})"
-        ))),
+    // A small body (an OCSP request) arrives as one frame: kept as it is, without copying.
+    let mut body = body;
+    let mut first = Bytes::new();
+    let mut more: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::malformed(format!("body: could not be read ({e})")))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if first.len() + more.len() + data.len() > BODY_LIMIT {
+            return Err(ApiError::too_large());
+        }
+        if first.is_empty() && more.is_empty() {
+            first = data;
+        } else {
+            if more.is_empty() {
+                more.extend_from_slice(&first);
+            }
+            more.extend_from_slice(&data);
+        }
     }
+    Ok(if more.is_empty() {
+        first
+    } else {
+        Bytes::from(more)
+    })
 }
 
 /// Reads and discards an oversized body (up to 16 MiB, for at most 5 s), so that the client,
