@@ -1,5 +1,5 @@
 //! Prometheus metrics: counters and histograms kept in atomics, rendered as text on the
-//! metrics listener. No allocation on the OCSP hot path beyond a map lookup.
+//! metrics listener. The OCSP hot path's counters are atomics; other requests take a lock.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -14,10 +14,29 @@ const SIGN_BUCKETS: [f64; 10] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
 ];
 
+/// (route, status) pairs counted without a lock: what nearly every OCSP request ends as.
+const HOT_REQUESTS: [(&str, u16); 4] = [
+    ("ocsp_get", 200),
+    ("ocsp_post", 200),
+    ("ocsp_get", 304),
+    ("ocsp_post", 304),
+];
+
+/// OCSP answer kinds counted without a lock.
+const OCSP_KINDS: [&str; 5] = [
+    "successful",
+    "malformedRequest",
+    "unauthorized",
+    "tryLater",
+    "internalError",
+];
+
 #[derive(Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    hot_requests: [AtomicU64; HOT_REQUESTS.len()],
     ocsp: Mutex<BTreeMap<&'static str, u64>>,
+    ocsp_kinds: [AtomicU64; OCSP_KINDS.len()],
     presign_runs: AtomicU64,
     presign_responses: AtomicU64,
     presign_micros: AtomicU64,
@@ -31,6 +50,10 @@ pub struct Metrics {
 impl Metrics {
     /// One answered HTTP request.
     pub fn request(&self, route: &'static str, status: u16) {
+        if let Some(i) = HOT_REQUESTS.iter().position(|h| *h == (route, status)) {
+            self.hot_requests[i].fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         if let Ok(mut m) = self.requests.lock() {
             *m.entry((route, status)).or_default() += 1;
         }
@@ -38,6 +61,10 @@ impl Metrics {
 
     /// One OCSP answer, by kind (`successful`, `malformedRequest`, `unauthorized`, ...).
     pub fn ocsp(&self, kind: &'static str) {
+        if let Some(i) = OCSP_KINDS.iter().position(|k| *k == kind) {
+            self.ocsp_kinds[i].fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         if let Ok(mut m) = self.ocsp.lock() {
             *m.entry(kind).or_default() += 1;
         }
@@ -73,19 +100,29 @@ impl Metrics {
     pub fn render(&self, extra: &str) -> String {
         let mut out = String::new();
         out.push_str("# HELP pcad_http_requests_total HTTP requests answered, by route and status.\n# TYPE pcad_http_requests_total counter\n");
-        if let Ok(m) = self.requests.lock() {
-            for ((route, status), n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "pcad_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-                );
+        let mut requests = self.requests.lock().map(|m| m.clone()).unwrap_or_default();
+        for (key, n) in HOT_REQUESTS.iter().zip(&self.hot_requests) {
+            match n.load(Ordering::Relaxed) {
+                0 => {}
+                n => *requests.entry(*key).or_default() += n,
             }
         }
+        for ((route, status), n) in requests.iter() {
+            let _ = writeln!(
+                out,
+                "pcad_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
         out.push_str("# HELP pcad_ocsp_responses_total OCSP answers, by response status.\n# TYPE pcad_ocsp_responses_total counter\n");
-        if let Ok(m) = self.ocsp.lock() {
-            for (kind, n) in m.iter() {
-                let _ = writeln!(out, "pcad_ocsp_responses_total{{status=\"{kind}\"}} {n}");
+        let mut kinds = self.ocsp.lock().map(|m| m.clone()).unwrap_or_default();
+        for (kind, n) in OCSP_KINDS.iter().zip(&self.ocsp_kinds) {
+            match n.load(Ordering::Relaxed) {
+                0 => {}
+                n => *kinds.entry(*kind).or_default() += n,
             }
+        }
+        for (kind, n) in kinds.iter() {
+            let _ = writeln!(out, "pcad_ocsp_responses_total{{status=\"{kind}\"}} {n}");
         }
         let micros = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = write!(
@@ -129,12 +166,21 @@ mod tests {
         let m = Metrics::default();
         m.request("ocsp", 200);
         m.request("ocsp", 200);
+        m.request("ocsp_get", 200);
+        m.request("ocsp_get", 304);
+        m.request("ocsp_get", 304);
         m.ocsp("successful");
+        m.ocsp("unauthorized");
+        m.ocsp("unauthorized");
         m.hsm_sign(0.0003, true);
         m.presign(10, 0.5);
         let text = m.render("");
         assert!(text.contains("pcad_http_requests_total{route=\"ocsp\",status=\"200\"} 2"));
+        assert!(text.contains("pcad_http_requests_total{route=\"ocsp_get\",status=\"200\"} 1"));
+        assert!(text.contains("pcad_http_requests_total{route=\"ocsp_get\",status=\"304\"} 2"));
+        assert!(!text.contains("route=\"ocsp_post\""));
         assert!(text.contains("pcad_ocsp_responses_total{status=\"successful\"} 1"));
+        assert!(text.contains("pcad_ocsp_responses_total{status=\"unauthorized\"} 2"));
         assert!(text.contains("pcad_hsm_sign_seconds_bucket{le=\"0.0005\"} 1"));
         assert!(text.contains("pcad_hsm_sign_seconds_bucket{le=\"0.00025\"} 0"));
         assert!(text.contains("pcad_ocsp_presigned_responses_total 10"));

@@ -43,12 +43,12 @@ pub(super) async fn route(
         (Method::GET, Route::CrlPem(s, c), _) => {
             revocation::crl(api, appkey, s, c, CrlForm::Pem).await
         }
-        (Method::POST, Route::Ocsp(s), _) => {
-            Ok(revocation::ocsp(api, appkey, s, None, headers, &body).await)
-        }
-        (Method::GET, Route::OcspGet(s, path), _) => {
-            Ok(revocation::ocsp(api, appkey, s, Some(&path), headers, &body).await)
-        }
+        (Method::POST, Route::Ocsp(s), _) => Ok(Reply::Ready(
+            revocation::ocsp(api, &appkey, s, None, headers, &body).await,
+        )),
+        (Method::GET, Route::OcspGet(s, path), _) => Ok(Reply::Ready(
+            revocation::ocsp(api, &appkey, s, Some(&path), headers, &body).await,
+        )),
         (_, route, Some(who)) => management(api, method, route, who, query, body).await,
         (_, _, None) => Err(ApiError::method_not_allowed()),
     }

@@ -19,7 +19,7 @@ pub use error::ApiError;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -61,6 +61,8 @@ pub enum Reply {
         headers: Vec<(&'static str, String)>,
         body: Bytes,
     },
+    /// A response the handler built itself (OCSP: from the cache's ready-made parts).
+    Ready(Response<Full<Bytes>>),
 }
 
 impl Api {
@@ -80,6 +82,10 @@ impl Api {
         listener: Listener,
     ) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
+        let body = match self.ocsp_fast(&parts, body).await {
+            Ok(response) => return response,
+            Err(body) => body,
+        };
         let mut route = "none";
         let result = self
             .dispatch(parts, body, &peer, listener, &mut route)
@@ -90,6 +96,44 @@ impl Api {
         };
         crate::metrics::METRICS.request(route, response.status().as_u16());
         response
+    }
+
+    /// OCSP, the public hot path, without the general routing: the same answers as `dispatch`
+    /// gives these routes (they are public on both listeners), with nothing parsed or
+    /// allocated that the answer does not need. Hands the body back for any other request.
+    async fn ocsp_fast(
+        &self,
+        parts: &hyper::http::request::Parts,
+        body: Incoming,
+    ) -> Result<Response<Full<Bytes>>, Incoming> {
+        use hyper::body::Body;
+        let Some(target) = route::ocsp(parts.uri.path()) else {
+            return Err(body);
+        };
+        let (route, body) = match (&parts.method, target.get_path) {
+            (&Method::POST, None) => ("ocsp_post", read_body(body, &parts.headers).await),
+            // A GET with a body takes `dispatch`, which reads (and may refuse) it.
+            (&Method::GET | &Method::HEAD, Some(_)) if body.is_end_stream() => {
+                ("ocsp_get", Ok(Bytes::new()))
+            }
+            _ => return Err(body),
+        };
+        let response = match body {
+            Ok(body) => {
+                revocation::ocsp(
+                    self,
+                    target.appkey,
+                    target.store_id,
+                    target.get_path,
+                    &parts.headers,
+                    &body,
+                )
+                .await
+            }
+            Err(e) => error_response(e),
+        };
+        crate::metrics::METRICS.request(route, response.status().as_u16());
+        Ok(response)
     }
 
     async fn dispatch(
@@ -163,13 +207,33 @@ async fn read_body(body: Incoming, headers: &hyper::HeaderMap) -> Result<Bytes, 
             return Err(ApiError::too_large());
         }
     }
-    match Limited::new(body, BODY_LIMIT).collect().await {
-        Ok(b) => Ok(b.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large()),
-        Err(e) => Err(ApiError::malformed(format!(
-            "body: could not be read ({e})"
-        ))),
+    // A small body (an OCSP request) arrives as one frame: kept as it is, without copying.
+    let mut body = body;
+    let mut first = Bytes::new();
+    let mut more: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::malformed(format!("body: could not be read ({e})")))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if first.len() + more.len() + data.len() > BODY_LIMIT {
+            return Err(ApiError::too_large());
+        }
+        if first.is_empty() && more.is_empty() {
+            first = data;
+        } else {
+            if more.is_empty() {
+                more.extend_from_slice(&first);
+            }
+            more.extend_from_slice(&data);
+        }
     }
+    Ok(if more.is_empty() {
+        first
+    } else {
+        Bytes::from(more)
+    })
 }
 
 /// Reads and discards an oversized body (up to 16 MiB, for at most 5 s), so that the client,
@@ -189,6 +253,7 @@ async fn drain(mut body: Incoming) {
 
 fn into_response(reply: Reply) -> Response<Full<Bytes>> {
     match reply {
+        Reply::Ready(r) => r,
         Reply::Json(body) => envelope(StatusCode::OK, 0, "SUCCESS", body),
         Reply::Raw {
             status,

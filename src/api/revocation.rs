@@ -4,14 +4,18 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use hyper::{HeaderMap, StatusCode};
+use http_body_util::Full;
+use hyper::header::{
+    HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ETAG, EXPIRES, IF_NONE_MATCH, LAST_MODIFIED,
+};
+use hyper::{HeaderMap, Response, StatusCode};
 use serde_json::json;
 
 use super::error::ApiError;
 use super::{timestamp, Api, Reply};
 use crate::ca::{now, CaError};
 use crate::pki::ocsp::{self, OcspErrorStatus};
-use crate::status::{OcspAnswer, OcspEntry};
+use crate::status::{CachedResponse, OcspAnswer};
 use crate::store::{CertRecord, CrlRecord, StoreRecord};
 
 /// The CRL forms of the seed.
@@ -155,33 +159,18 @@ fn crl_reply(store_id: u64, issuer_id: u64, rec: &CrlRecord, der: Vec<u8>, form:
     }
 }
 
-/// POST `.../ocsp` (DER body) and GET `.../ocsp/{request}`.
+/// POST `.../ocsp` (DER body) and GET `.../ocsp/{request}`: the serving hot path, which
+/// builds its response directly from the cached response's ready-made parts.
 pub async fn ocsp(
     api: &Api,
-    appkey: String,
+    appkey: &str,
     store_id: u64,
     get_path: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
-) -> Reply {
-    let request: Vec<u8> = match get_path {
-        Some(path) => match ocsp::decode_get_path(path) {
-            Ok(r) => r,
-            Err(e) => return ocsp_error(e.status()),
-        },
-        None => {
-            let ct = headers
-                .get(hyper::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("application/ocsp-request");
-            if !ct.trim().eq_ignore_ascii_case("application/ocsp-request") {
-                return ocsp_error(OcspErrorStatus::MalformedRequest);
-            }
-            body.to_vec()
-        }
-    };
+) -> Response<Full<Bytes>> {
     let publisher = &api.ca.publisher;
-    let answer = match publisher.ocsp(&appkey, store_id, &request) {
+    let answer = match lookup(publisher, appkey, store_id, get_path, headers, body) {
         Ok(a) => a,
         Err(reqs) => {
             // The slow path signs a few responses at a time; a request waits up to 3 s for its
@@ -195,6 +184,7 @@ pub async fn ocsp(
                 return ocsp_error(OcspErrorStatus::TryLater);
             };
             let p = publisher.clone();
+            let appkey = appkey.to_owned();
             let answer = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 p.ocsp_slow(&appkey, store_id, &reqs)
@@ -215,59 +205,115 @@ pub async fn ocsp(
     }
 }
 
+/// Decodes the request (GET path or POST body) and looks it up in the cache; `Err` hands back
+/// the parsed CertIDs for the slow path.
+fn lookup(
+    publisher: &crate::status::Publisher,
+    appkey: &str,
+    store_id: u64,
+    get_path: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<OcspAnswer, Vec<ocsp::RequestedCertId>> {
+    let mut decoded;
+    let request = match get_path {
+        Some(path) => {
+            decoded = [0; ocsp::MAX_GET_REQUEST];
+            match ocsp::decode_get_path_into(path, &mut decoded) {
+                Ok(r) => r,
+                Err(e) => return Ok(OcspAnswer::Error(e.status())),
+            }
+        }
+        None => {
+            let ct = headers
+                .get(hyper::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("application/ocsp-request");
+            if !ct.trim().eq_ignore_ascii_case("application/ocsp-request") {
+                return Ok(OcspAnswer::Error(OcspErrorStatus::MalformedRequest));
+            }
+            body
+        }
+    };
+    publisher.ocsp(appkey, store_id, request)
+}
+
 /// A signed response with RFC 5019 §6 caching headers; 304 for a matching `If-None-Match`.
-fn signed(e: &OcspEntry, headers: &HeaderMap) -> Reply {
+fn signed(e: &CachedResponse, headers: &HeaderMap) -> Response<Full<Bytes>> {
     let max_age = (e.refresh_at.min(e.next_update) - now()).max(0);
-    let mut h = vec![
-        (
-            "cache-control",
-            format!("max-age={max_age}, public, no-transform, must-revalidate"),
-        ),
-        ("last-modified", http_date(e.this_update)),
-        ("expires", http_date(e.next_update)),
-        ("etag", e.etag.clone()),
-    ];
+    let etag = e.etag();
     // RFC 9110 §13.1.2: a list, or `*`, compared weakly (a `W/` prefix does not matter).
     let matches = headers
-        .get(hyper::header::IF_NONE_MATCH)
+        .get(IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
             v.split(',')
                 .map(str::trim)
-                .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == e.etag)
+                .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t).as_bytes() == &etag[..])
         });
-    if matches {
-        return Reply::Raw {
-            status: StatusCode::NOT_MODIFIED,
-            content_type: "application/ocsp-response",
-            headers: h,
-            body: Bytes::new(),
-        };
+    let (status, body) = if matches {
+        (StatusCode::NOT_MODIFIED, Bytes::new())
+    } else {
+        (StatusCode::OK, e.der())
+    };
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.reserve(5);
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(OCSP_RESPONSE));
+    h.insert(CACHE_CONTROL, cache_control(max_age));
+    for (name, value) in [
+        (LAST_MODIFIED, e.last_modified()),
+        (EXPIRES, e.expires()),
+        (ETAG, etag),
+    ] {
+        // Always valid: the cache wrote them from digits, letters and quotes.
+        if let Ok(v) = HeaderValue::from_maybe_shared(value) {
+            h.insert(name, v);
+        }
     }
-    h.shrink_to_fit();
-    Reply::Raw {
-        status: StatusCode::OK,
-        content_type: "application/ocsp-response",
-        headers: h,
-        body: e.der.clone(),
+    r
+}
+
+/// `Cache-Control` for a response replaced in `max_age` seconds. Every response of a refresh
+/// shares the value, so the last one made is kept (per thread) and reused.
+fn cache_control(max_age: i64) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(i64, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
     }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((age, v)) if *age == max_age => v.clone(),
+            _ => {
+                let v = HeaderValue::try_from(format!(
+                    "max-age={max_age}, public, no-transform, must-revalidate"
+                ))
+                .unwrap_or_else(|_| HeaderValue::from_static("no-cache"));
+                *last = Some((max_age, v.clone()));
+                v
+            }
+        }
+    })
 }
 
 /// An unsigned error status; never cacheable.
-fn ocsp_error(status: OcspErrorStatus) -> Reply {
+fn ocsp_error(status: OcspErrorStatus) -> Response<Full<Bytes>> {
     crate::metrics::METRICS.ocsp(match status {
         OcspErrorStatus::MalformedRequest => "malformedRequest",
         OcspErrorStatus::InternalError => "internalError",
         OcspErrorStatus::TryLater => "tryLater",
         OcspErrorStatus::Unauthorized => "unauthorized",
     });
-    Reply::Raw {
-        status: StatusCode::OK,
-        content_type: "application/ocsp-response",
-        headers: vec![("cache-control", "no-store".into())],
-        body: Bytes::from_static(ocsp::error_response(status)),
-    }
+    let mut r = Response::new(Full::new(Bytes::from_static(ocsp::error_response(status))));
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(OCSP_RESPONSE));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
+
+const OCSP_RESPONSE: &str = "application/ocsp-response";
 
 /// RFC 9110 IMF-fixdate.
 fn http_date(unix: i64) -> String {

@@ -138,6 +138,43 @@ pub fn parse(path: &str) -> Result<Option<Matched>, ApiError> {
     Ok(Some(Matched { appkey, route }))
 }
 
+/// An OCSP route, matched without allocating: the serving fast path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OcspPath<'a> {
+    pub appkey: &'a str,
+    pub store_id: u64,
+    /// `Some` for GET `.../ocsp/{request}`: the raw (still percent-encoded) rest of the path.
+    pub get_path: Option<&'a str>,
+}
+
+/// Matches `.../ocsp` and `.../ocsp/{request}` as `parse` does. `None` for every other path,
+/// and for OCSP paths that `parse` would refuse or must decode (a bad store id, a
+/// percent-encoded appkey): those take `parse`.
+pub fn ocsp(path: &str) -> Option<OcspPath<'_>> {
+    let rest = path.strip_prefix("/v2.0/appkeys/")?;
+    let (appkey, rest) = rest.split_once('/')?;
+    if appkey.is_empty() || appkey.contains('%') {
+        return None;
+    }
+    let rest = rest
+        .strip_prefix("ca-stores/")
+        .or_else(|| rest.strip_prefix("cas/"))?;
+    let (store, rest) = rest.split_once('/')?;
+    if !store.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let store_id = store.parse::<u64>().ok().filter(|v| *v > 0)?;
+    let get_path = match rest.strip_prefix("ocsp")? {
+        "" => None,
+        tail => Some(tail.strip_prefix('/')?),
+    };
+    Some(OcspPath {
+        appkey,
+        store_id,
+        get_path,
+    })
+}
+
 fn id(name: &str, s: &str) -> Result<u64, ApiError> {
     match s.parse::<u64>() {
         Ok(v) if v > 0 && s.bytes().all(|b| b.is_ascii_digit()) => Ok(v),
@@ -196,5 +233,54 @@ mod tests {
         assert!(parse("/v2.0/appkeys/k/ca-stores/abc").is_err());
         assert!(parse("/v2.0/appkeys/k/ca-stores/0").is_err());
         assert!(parse("/v2.0/appkeys/k/ca-stores/+5").is_err());
+    }
+
+    #[test]
+    fn ocsp_fast_match_agrees_with_parse() {
+        for p in [
+            "/v2.0/appkeys/k/ca-stores/7/ocsp",
+            "/v2.0/appkeys/k/cas/7/ocsp",
+            "/v2.0/appkeys/k/ca-stores/7/ocsp/",
+            "/v2.0/appkeys/k/ca-stores/7/ocsp/MEow/SD+x%3D",
+            "/v2.0/appkeys/k/cas/18446744073709551615/ocsp/abc",
+            "/v2.0/appkeys/k/ca-stores/7/ocspx",
+            "/v2.0/appkeys/k/ca-stores/7/ocsp2/x",
+            "/v2.0/appkeys/k/ca-stores/7/certs/ocsp",
+            "/v2.0/appkeys/k/ca-stores/0/ocsp",
+            "/v2.0/appkeys/k/ca-stores/+7/ocsp",
+            "/v2.0/appkeys/k/ca-stores//ocsp",
+            "/v2.0/appkeys/k/ca-stores/18446744073709551616/ocsp",
+            "/v2.0/appkeys/k%2F/ca-stores/7/ocsp",
+            "/v2.0/appkeys//ca-stores/7/ocsp",
+            "/v2.0/appkeys/k/stores/7/ocsp",
+            "/v2.0/appkeys/k/ca-stores/7",
+            "/v2.0/appkeys/k/ca-stores/7/",
+            "/healthz",
+        ] {
+            let Some(fast) = ocsp(p) else {
+                // Left to `parse`: anything not OCSP, and a percent-encoded appkey.
+                let is_ocsp = matches!(
+                    parse(p),
+                    Ok(Some(Matched {
+                        route: Route::Ocsp(_) | Route::OcspGet(..),
+                        ..
+                    }))
+                );
+                assert!(!is_ocsp || p.contains("/k%2F/"), "{p}");
+                continue;
+            };
+            let want = match fast.get_path {
+                None => Route::Ocsp(fast.store_id),
+                Some(t) => Route::OcspGet(fast.store_id, t.to_owned()),
+            };
+            assert_eq!(
+                parse(p).unwrap(),
+                Some(Matched {
+                    appkey: fast.appkey.to_owned(),
+                    route: want
+                }),
+                "{p}"
+            );
+        }
     }
 }

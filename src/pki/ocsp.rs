@@ -118,6 +118,9 @@ pub struct SingleStatus {
 /// SHA-512 CertID, a nonce and every character percent-encoded.
 pub const MAX_GET_PATH: usize = 2048;
 
+/// Longest request a GET path of `MAX_GET_PATH` characters can carry.
+pub const MAX_GET_REQUEST: usize = MAX_GET_PATH / 4 * 3;
+
 /// Reads an OCSPRequest: one `RequestedCertId` per CertID, in order. Nonces and other
 /// extensions are ignored; a signature, if any, is not checked.
 pub fn parse_request(der: &[u8]) -> Result<Vec<RequestedCertId>, OcspRequestError> {
@@ -137,15 +140,192 @@ pub fn parse_request(der: &[u8]) -> Result<Vec<RequestedCertId>, OcspRequestErro
         .collect()
 }
 
+/// The CertID of a plain single-certificate request, sliced out of the request as sent: the
+/// serving fast path's cache key, with no decoding or re-encoding.
+///
+/// `Some` only for the common shape, in strict DER: one Request, no version, requestorName or
+/// signature, and request/single extensions (a nonce) that are well-formed. Anything else is
+/// `None`, and the caller falls back to `parse_request`. Whenever this returns `Some(id)` and `id`
+/// is a DER CertID, `parse_request` accepts the request and names exactly that one CertID (the
+/// tests check it), so a cache hit on `id` answers what the full parse would have answered.
+pub fn single_cert_id(request: &[u8]) -> Option<&[u8]> {
+    // OCSPRequest ::= SEQUENCE { tbsRequest, optionalSignature [0] EXPLICIT OPTIONAL }
+    let (TAG_SEQUENCE, ocsp_request, []) = strict_tlv(request)? else {
+        return None;
+    };
+    let (TAG_SEQUENCE, tbs, []) = strict_tlv(ocsp_request)? else {
+        return None;
+    };
+    // TBSRequest ::= SEQUENCE { version [0], requestorName [1], requestList, requestExtensions [2] }
+    let (TAG_SEQUENCE, list, rest) = strict_tlv(tbs)? else {
+        return None;
+    };
+    if !rest.is_empty() {
+        let (0xa2, exts, []) = strict_tlv(rest)? else {
+            return None;
+        };
+        valid_extensions(exts)?;
+    }
+    // requestList ::= SEQUENCE OF Request, here exactly one.
+    let (TAG_SEQUENCE, request, []) = strict_tlv(list)? else {
+        return None;
+    };
+    // Request ::= SEQUENCE { reqCert CertID, singleRequestExtensions [0] EXPLICIT OPTIONAL }
+    let (TAG_SEQUENCE, _, single_exts) = strict_tlv(request)? else {
+        return None;
+    };
+    if !single_exts.is_empty() {
+        let (0xa0, exts, []) = strict_tlv(single_exts)? else {
+            return None;
+        };
+        valid_extensions(exts)?;
+    }
+    Some(&request[..request.len() - single_exts.len()])
+}
+
+/// Whether a CertID is in the form the pre-signer signs (`cert_id_der` with SHA-1): the one
+/// cached form that can be rebuilt from (issuer, serial) alone.
+pub fn is_presigned_form(cert_id_der: &[u8]) -> bool {
+    const SHA1_NULL: &[u8] = &[
+        0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00,
+    ];
+    matches!(strict_tlv(cert_id_der), Some((TAG_SEQUENCE, id, [])) if id.starts_with(SHA1_NULL))
+}
+
+/// The serial digits (no leading zero octets) of each CertID in a concatenation of CertID DERs
+/// (a cache key); stops at the first thing that is not a CertID.
+pub fn cert_id_serials(mut cert_ids: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let (TAG_SEQUENCE, id, rest) = strict_tlv(cert_ids)? else {
+            return None;
+        };
+        cert_ids = rest;
+        let mut fields = id;
+        for _ in 0..3 {
+            fields = strict_tlv(fields)?.2;
+        }
+        match strict_tlv(fields)? {
+            (0x02, serial, []) => Some(serial_digits(serial)),
+            _ => None,
+        }
+    })
+}
+
+/// One TLV in strict DER (minimal definite length, low tag number): (tag, value, rest).
+fn strict_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = match first {
+        0..=0x7f => (usize::from(first), rest),
+        0x81 => match rest.split_first()? {
+            (&l, rest) if l >= 0x80 => (usize::from(l), rest),
+            _ => return None,
+        },
+        0x82 => match rest {
+            [hi, lo, rest @ ..] if *hi != 0 => (usize::from(*hi) << 8 | usize::from(*lo), rest),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    if tag & 0x1f == 0x1f || rest.len() < len {
+        return None;
+    }
+    let (value, rest) = rest.split_at(len);
+    Some((tag, value, rest))
+}
+
+/// Extensions ::= SEQUENCE SIZE (1..MAX) OF Extension, each
+/// `SEQUENCE { extnID OBJECT IDENTIFIER, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }`
+/// in DER (critical present only when TRUE).
+fn valid_extensions(explicit: &[u8]) -> Option<()> {
+    let (TAG_SEQUENCE, mut list, []) = strict_tlv(explicit)? else {
+        return None;
+    };
+    if list.is_empty() {
+        return None;
+    }
+    while !list.is_empty() {
+        let (TAG_SEQUENCE, ext, rest) = strict_tlv(list)? else {
+            return None;
+        };
+        list = rest;
+        let (0x06, oid, mut ext) = strict_tlv(ext)? else {
+            return None;
+        };
+        if !valid_oid(oid) {
+            return None;
+        }
+        if let Some((0x01, critical, rest)) = strict_tlv(ext) {
+            if critical != [0xff] {
+                return None;
+            }
+            ext = rest;
+        }
+        let (TAG_OCTET_STRING, _, []) = strict_tlv(ext)? else {
+            return None;
+        };
+    }
+    Some(())
+}
+
+/// An OBJECT IDENTIFIER value in DER whose arcs each fit in 28 bits.
+fn valid_oid(oid: &[u8]) -> bool {
+    let mut arc_len = 0;
+    for (i, b) in oid.iter().enumerate() {
+        if arc_len == 0 && *b == 0x80 {
+            return false;
+        }
+        arc_len += 1;
+        if arc_len > 4 {
+            return false;
+        }
+        if b & 0x80 == 0 {
+            arc_len = 0;
+        } else if i + 1 == oid.len() {
+            return false;
+        }
+    }
+    !oid.is_empty()
+}
+
 /// Decodes the GET form of a request from the raw (still percent-encoded) path after `/ocsp/`.
 ///
 /// Accepts base64url and standard base64, padded or not, URL-encoded or not (`%2B`, `%2F`,
 /// `%3D` in any case), a `+` turned into a space (literal or `%20`), and `/` inside the request.
 pub fn decode_get_path(tail: &str) -> Result<Vec<u8>, OcspRequestError> {
+    let mut out = [0; MAX_GET_REQUEST];
+    decode_get_path_into(tail, &mut out).map(<[u8]>::to_vec)
+}
+
+/// `decode_get_path` into a caller's buffer, without allocating (the serving hot path).
+pub fn decode_get_path_into<'a>(
+    tail: &str,
+    out: &'a mut [u8; MAX_GET_REQUEST],
+) -> Result<&'a [u8], OcspRequestError> {
     if tail.len() > MAX_GET_PATH {
         return Err(OcspRequestError::PathTooLong);
     }
-    let mut b64 = Vec::with_capacity(tail.len());
+    // What clients send nearly always: one alphabet, nothing escaped. Whatever either
+    // alphabet decodes as it stands, the general route decodes the same (no escape, space or
+    // leading slash there to treat); anything else fails here and takes the general route.
+    let unpadded = tail.trim_end_matches('=').as_bytes();
+    if unpadded.first().is_some_and(|c| *c != b'/' && *c != b'_') {
+        for engine in [&BASE64URL_LENIENT, &BASE64_LENIENT] {
+            if let Ok(n) = engine.decode_slice(unpadded, &mut out[..]) {
+                return Ok(&out[..n]);
+            }
+        }
+    }
+    decode_escaped(tail, out)
+}
+
+/// `decode_get_path_into` for a path with escapes, spaces or mixed alphabets.
+fn decode_escaped<'a>(
+    tail: &str,
+    out: &'a mut [u8; MAX_GET_REQUEST],
+) -> Result<&'a [u8], OcspRequestError> {
+    let mut b64 = [0; MAX_GET_PATH];
+    let mut len = 0;
     let mut bytes = tail.bytes();
     while let Some(b) = bytes.next() {
         let c = if b == b'%' {
@@ -157,13 +337,16 @@ pub fn decode_get_path(tail: &str) -> Result<Vec<u8>, OcspRequestError> {
         } else {
             b
         };
-        b64.push(match c {
+        // Never more characters out than in: `len` stays below `tail.len()`.
+        b64[len] = match c {
             b' ' => b'+',
             b'-' => b'+',
             b'_' => b'/',
             c => c,
-        });
+        };
+        len += 1;
     }
+    let b64 = &b64[..len];
     // A DER request starts with 0x30, base64 'M': leading slashes come from a base URL that
     // already ended in '/', never from the request.
     let start = b64.iter().position(|c| *c != b'/').unwrap_or(b64.len());
@@ -171,9 +354,10 @@ pub fn decode_get_path(tail: &str) -> Result<Vec<u8>, OcspRequestError> {
     if start >= end {
         return Err(OcspRequestError::BadPath("empty"));
     }
-    BASE64_LENIENT
-        .decode(&b64[start..end])
-        .map_err(|_| OcspRequestError::BadPath("invalid base64"))
+    let n = BASE64_LENIENT
+        .decode_slice(&b64[start..end], &mut out[..])
+        .map_err(|_| OcspRequestError::BadPath("invalid base64"))?;
+    Ok(&out[..n])
 }
 
 /// (issuerNameHash, issuerKeyHash) of an issuer: the hashes of its DER subject Name and of its
@@ -286,11 +470,15 @@ const ID_PKIX_OCSP_BASIC: &[u8] = &[
 ];
 
 /// Standard alphabet, padding optional (stripped before decoding), trailing bits rejected.
-const BASE64_LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    base64::engine::GeneralPurposeConfig::new()
-        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-);
+const BASE64_LENIENT: base64::engine::GeneralPurpose =
+    base64::engine::GeneralPurpose::new(&base64::alphabet::STANDARD, LENIENT);
+
+/// `BASE64_LENIENT` with the URL-safe alphabet.
+const BASE64URL_LENIENT: base64::engine::GeneralPurpose =
+    base64::engine::GeneralPurpose::new(&base64::alphabet::URL_SAFE, LENIENT);
+
+const LENIENT: base64::engine::GeneralPurposeConfig = base64::engine::GeneralPurposeConfig::new()
+    .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent);
 
 fn requested_cert_id(id: rasn_ocsp::CertId) -> Result<RequestedCertId, OcspRequestError> {
     let oid = der_of(&id.hash_algorithm.algorithm)?;

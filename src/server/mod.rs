@@ -33,11 +33,27 @@ pub fn serve(config_path: &Path) -> Result<(), String> {
     let tls = tls::server_config(&config)?;
     let db = Db::open(&config.resolve(&config.storage.path)).map_err(|e| e.to_string())?;
     let hsm = Hsm::open(&config.hsm, pin).map_err(|e| format!("HSM: {e}"))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("runtime: {e}"))?;
+    let runtime = runtime().map_err(|e| format!("runtime: {e}"))?;
     runtime.block_on(run(config, config_path.to_owned(), tls, db, hsm))
+}
+
+/// The async runtime for the listeners: one worker per CPU this process may run on. With a
+/// single CPU (a one-core machine, or `taskset`/`CPUAffinity=` pinning) that is the
+/// current-thread scheduler: a multi-thread runtime would still run its one worker beside the
+/// thread that accepts connections and pay for work-stealing it cannot use. HSM and database
+/// work runs on the blocking pool either way.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // TOKIO_WORKER_THREADS, when set, asks for the multi-thread runtime with that many workers.
+    if cpus == 1 && std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    }
 }
 
 async fn run(
@@ -51,7 +67,8 @@ async fn run(
     let publisher = Publisher::new(db.clone(), hsm.clone(), config.hsm.sessions);
     publisher.start();
     let ca = Ca::new(db, hsm, &config.public.base_url, publisher.clone());
-    let api = Api::new(ca, Arc::clone(&config));
+    // Shared by every connection; a request clones the Arc, not the state.
+    let api = Arc::new(Api::new(ca, Arc::clone(&config)));
     let tls = Arc::new(RwLock::new(tls));
 
     let api_listener = TcpListener::bind(config.api.listen)
@@ -85,7 +102,7 @@ async fn run(
             accepted = api_listener.accept() => {
                 if let Ok((tcp, _)) = accepted {
                     let acceptor = TlsAcceptor::from(tls.read().map(|t| Arc::clone(&t)).map_err(|_| "tls lock")?);
-                    let api = api.clone();
+                    let api = Arc::clone(&api);
                     let watcher = graceful.watcher();
                     tokio::spawn(async move {
                         let _ = tcp.set_nodelay(true);
@@ -100,7 +117,7 @@ async fn run(
                             .and_then(tls::identity);
                         let peer = Arc::new(Peer { identity });
                         let svc = service_fn(move |req| {
-                            let api = api.clone();
+                            let api = Arc::clone(&api);
                             let peer = Arc::clone(&peer);
                             async move { Ok::<_, std::convert::Infallible>(api.handle(req, peer, Listener::Api).await) }
                         });
@@ -112,13 +129,13 @@ async fn run(
             }
             accepted = public_listener.accept() => {
                 if let Ok((tcp, _)) = accepted {
-                    let api = api.clone();
+                    let api = Arc::clone(&api);
                     let watcher = graceful.watcher();
                     tokio::spawn(async move {
                         let _ = tcp.set_nodelay(true);
                         let peer = Arc::new(Peer::default());
                         let svc = service_fn(move |req| {
-                            let api = api.clone();
+                            let api = Arc::clone(&api);
                             let peer = Arc::clone(&peer);
                             async move { Ok::<_, std::convert::Infallible>(api.handle(req, peer, Listener::Public).await) }
                         });

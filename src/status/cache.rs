@@ -1,16 +1,22 @@
 //! The OCSP response cache: per store, keyed by the CertID DER a request carries, so that a
-//! lookup is one hash-map read. Entries carry a generation so a refresh that started before a
+//! lookup is one hash-set read. Entries carry a generation so a refresh that started before a
 //! revoke never overwrites the revoke's fresher response.
+//!
+//! A cached response is one small struct and one buffer (CertID key, DER, and the ETag,
+//! Last-Modified and Expires header values, made once when the response is cached): serving it
+//! formats nothing and allocates nothing of its own.
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 
-use crate::pki::ocsp::OcspErrorStatus;
+use crate::pki::ocsp::{self, OcspErrorStatus};
 
-/// One signed response, ready to serve.
+/// One signed response, as the signer hands it to the cache.
 #[derive(Debug)]
 pub struct OcspEntry {
     pub der: Bytes,
@@ -19,18 +25,114 @@ pub struct OcspEntry {
     pub next_update: i64,
     /// When the scheduler will replace it (for `Cache-Control: max-age`).
     pub refresh_at: i64,
-    /// Quoted strong validator.
-    pub etag: String,
     pub(super) issuer_id: u64,
-    /// The serials it speaks of (several for a multi-CertID response).
-    pub(super) serials: Vec<Vec<u8>>,
     pub(super) generation: u64,
+}
+
+impl OcspEntry {
+    /// A response signed at `generation` by issuer `issuer_id`.
+    pub(super) fn new(
+        der: Vec<u8>,
+        this_update: i64,
+        next_update: i64,
+        refresh_at: i64,
+        issuer_id: u64,
+        generation: u64,
+    ) -> OcspEntry {
+        OcspEntry {
+            der: Bytes::from(der),
+            this_update,
+            next_update,
+            refresh_at,
+            issuer_id,
+            generation,
+        }
+    }
+}
+
+/// A response as the cache keeps and serves it.
+#[derive(Debug)]
+pub struct CachedResponse {
+    /// CertID key ‖ DER ‖ ETag ‖ Last-Modified ‖ Expires.
+    buf: Bytes,
+    /// Where the key, the DER, the ETag and Last-Modified end in `buf`.
+    ends: [u32; 4],
+    /// Unix seconds; also producedAt.
+    pub this_update: i64,
+    pub next_update: i64,
+    /// When the scheduler will replace it (for `Cache-Control: max-age`).
+    pub refresh_at: i64,
+    issuer_id: u64,
+    generation: u64,
+}
+
+impl CachedResponse {
+    fn new(key: &[u8], e: &OcspEntry) -> CachedResponse {
+        let etag = etag(&e.der);
+        let mut buf = Vec::with_capacity(key.len() + e.der.len() + etag.len() + 2 * HTTP_DATE_LEN);
+        buf.extend_from_slice(key);
+        let key_end = buf.len();
+        buf.extend_from_slice(&e.der);
+        let der_end = buf.len();
+        buf.extend_from_slice(etag.as_bytes());
+        let etag_end = buf.len();
+        push_http_date(&mut buf, e.this_update);
+        let last_modified_end = buf.len();
+        push_http_date(&mut buf, e.next_update);
+        let end = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        CachedResponse {
+            buf: Bytes::from(buf),
+            ends: [
+                end(key_end),
+                end(der_end),
+                end(etag_end),
+                end(last_modified_end),
+            ],
+            this_update: e.this_update,
+            next_update: e.next_update,
+            refresh_at: e.refresh_at,
+            issuer_id: e.issuer_id,
+            generation: e.generation,
+        }
+    }
+
+    /// The signed OCSPResponse DER.
+    pub fn der(&self) -> Bytes {
+        self.part(1)
+    }
+
+    /// The quoted strong validator.
+    pub fn etag(&self) -> Bytes {
+        self.part(2)
+    }
+
+    /// thisUpdate as an IMF-fixdate.
+    pub fn last_modified(&self) -> Bytes {
+        self.part(3)
+    }
+
+    /// nextUpdate as an IMF-fixdate.
+    pub fn expires(&self) -> Bytes {
+        self.part(4)
+    }
+
+    /// The CertID DER (or concatenated CertIDs) it is cached under.
+    fn key(&self) -> &[u8] {
+        &self.buf[..self.ends[0] as usize]
+    }
+
+    /// Part `i` of `buf`: 0 key, 1 DER, 2 ETag, 3 Last-Modified, 4 Expires.
+    fn part(&self, i: usize) -> Bytes {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        let end = self.ends.get(i).map_or(self.buf.len(), |e| *e as usize);
+        self.buf.slice(start..end)
+    }
 }
 
 /// What an OCSP query gets.
 #[derive(Debug)]
 pub enum OcspAnswer {
-    Signed(Arc<OcspEntry>),
+    Signed(Arc<CachedResponse>),
     /// An unsigned error status (RFC 6960 §2.3).
     Error(OcspErrorStatus),
 }
@@ -54,23 +156,59 @@ pub(super) struct StoreCache {
 
 #[derive(Default)]
 struct Maps {
-    by_cert_id: HashMap<Vec<u8>, Arc<OcspEntry>>,
-    /// (issuer, serial) → every CertID form cached for it.
-    variants: HashMap<(u64, Vec<u8>), Vec<Vec<u8>>>,
+    by_key: HashSet<Keyed>,
+    /// (issuer, serial) → the cached CertID forms of that certificate other than the
+    /// pre-signed one (which `Cache::forget` is given): SHA-2 CertIDs, absent NULL parameters,
+    /// multi-CertID requests.
+    variants: HashMap<IssuerSerial, Vec<Box<[u8]>>>,
 }
 
+/// A certificate: its issuer's id and its serial digits.
+type IssuerSerial = (u64, Box<[u8]>);
+
+/// A cached response in the set, hashed and compared by its key.
+struct Keyed(Arc<CachedResponse>);
+
+impl Borrow<[u8]> for Keyed {
+    fn borrow(&self) -> &[u8] {
+        self.0.key()
+    }
+}
+
+impl Hash for Keyed {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // The same as `[u8]`'s, as `Borrow` requires.
+        self.0.key().hash(state)
+    }
+}
+
+impl PartialEq for Keyed {
+    fn eq(&self, other: &Keyed) -> bool {
+        self.0.key() == other.0.key()
+    }
+}
+
+impl Eq for Keyed {}
+
 impl Maps {
-    fn insert(&mut self, cert_id: Vec<u8>, e: Arc<OcspEntry>) {
-        for serial in &e.serials {
-            let forms = self
-                .variants
-                .entry((e.issuer_id, serial.clone()))
-                .or_default();
-            if !forms.contains(&cert_id) {
-                forms.push(cert_id.clone());
+    fn insert(&mut self, e: Arc<CachedResponse>) {
+        let key = e.key();
+        if !ocsp::is_presigned_form(key) {
+            for serial in ocsp::cert_id_serials(key) {
+                let forms = self
+                    .variants
+                    .entry((e.issuer_id, serial.into()))
+                    .or_default();
+                if !forms.iter().any(|f| **f == *key) {
+                    forms.push(key.into());
+                }
             }
         }
-        self.by_cert_id.insert(cert_id, e);
+        self.by_key.replace(Keyed(e));
+    }
+
+    fn get(&self, key: &[u8]) -> Option<&Arc<CachedResponse>> {
+        self.by_key.get(key).map(|k| &k.0)
     }
 }
 
@@ -86,11 +224,11 @@ impl Cache {
         appkey: &str,
         store_id: u64,
         cert_id_der: &[u8],
-    ) -> Option<Arc<OcspEntry>> {
+    ) -> Option<Arc<CachedResponse>> {
         let stores = self.stores.read().ok()?;
         let store = stores.get(&store_id).filter(|s| s.appkey == appkey)?;
         let maps = store.maps.read().ok()?;
-        maps.by_cert_id.get(cert_id_der).cloned()
+        maps.get(cert_id_der).cloned()
     }
 
     /// The store's cache, created if needed, unless the store was dropped after `generation`
@@ -127,15 +265,15 @@ impl Cache {
         let Some(store) = self.store(appkey, store_id, e.generation) else {
             return;
         };
+        let e = Arc::new(CachedResponse::new(&cert_id_der, &e));
         let mut maps = store.maps.write().unwrap_or_else(|p| p.into_inner());
         if maps
-            .by_cert_id
             .get(&cert_id_der)
             .is_some_and(|old| old.generation > e.generation)
         {
             return;
         }
-        maps.insert(cert_id_der, Arc::new(e));
+        maps.insert(e);
     }
 
     /// Swaps in a refresh of `issuers` signed at generation `generation`: their old entries go,
@@ -155,24 +293,26 @@ impl Cache {
             return false;
         };
         let mut next = Maps::default();
+        next.by_key.reserve(fresh.len());
         for (k, e) in fresh {
-            next.insert(k, Arc::new(e));
+            next.insert(Arc::new(CachedResponse::new(&k, &e)));
         }
         let mut maps = store.maps.write().unwrap_or_else(|p| p.into_inner());
-        for (k, e) in maps.by_cert_id.iter() {
+        for Keyed(e) in maps.by_key.iter() {
             let keep = !issuers.contains(&e.issuer_id)
                 || e.generation > generation
-                || (!complete && !next.by_cert_id.contains_key(k));
+                || (!complete && next.get(e.key()).is_none());
             if keep {
-                next.insert(k.clone(), Arc::clone(e));
+                next.insert(Arc::clone(e));
             }
         }
         *maps = next;
         true
     }
 
-    /// Removes every cached form of one certificate's response (before re-signing on revoke).
-    pub(super) fn forget_variants(&self, store_id: u64, issuer_id: u64, serial: &[u8]) {
+    /// Removes every cached form of one certificate's response (before re-signing on revoke):
+    /// `presigned`, its pre-signed CertID, and the other forms recorded for it.
+    pub(super) fn forget(&self, store_id: u64, issuer_id: u64, serial: &[u8], presigned: &[u8]) {
         let Some(store) = self
             .stores
             .read()
@@ -181,10 +321,12 @@ impl Cache {
         else {
             return;
         };
+        let digits = &serial[serial.iter().position(|b| *b != 0).unwrap_or(serial.len())..];
         let mut maps = store.maps.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(forms) = maps.variants.remove(&(issuer_id, serial.to_vec())) {
+        maps.by_key.remove(presigned);
+        if let Some(forms) = maps.variants.remove(&(issuer_id, digits.into())) {
             for f in forms {
-                maps.by_cert_id.remove(&f);
+                maps.by_key.remove(&f[..]);
             }
         }
     }
@@ -205,7 +347,7 @@ impl Cache {
             .read()
             .map(|s| {
                 s.values()
-                    .map(|st| st.maps.read().map(|m| m.by_cert_id.len()).unwrap_or(0))
+                    .map(|st| st.maps.read().map(|m| m.by_key.len()).unwrap_or(0))
                     .sum()
             })
             .unwrap_or(0)
@@ -213,7 +355,95 @@ impl Cache {
 }
 
 /// A strong ETag of a response.
-pub(super) fn etag(der: &[u8]) -> String {
+fn etag(der: &[u8]) -> String {
     let h = crate::pki::HashAlg::Sha256.digest(der);
     format!("\"{}\"", crate::ca::hex(&h[..16]))
+}
+
+/// Length of an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
+const HTTP_DATE_LEN: usize = 29;
+
+/// Appends Unix seconds as an RFC 9110 IMF-fixdate (nothing for a time chrono cannot hold).
+fn push_http_date(out: &mut Vec<u8>, unix: i64) {
+    use chrono::{Datelike, Timelike};
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let Some(t) = chrono::DateTime::from_timestamp(unix, 0) else {
+        return;
+    };
+    let two = |out: &mut Vec<u8>, n: u32| {
+        out.extend_from_slice(&[b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8])
+    };
+    out.extend_from_slice(DAYS[t.weekday().num_days_from_monday() as usize].as_bytes());
+    out.extend_from_slice(b", ");
+    two(out, t.day());
+    out.push(b' ');
+    out.extend_from_slice(MONTHS[t.month0() as usize].as_bytes());
+    out.push(b' ');
+    let year = t.year().clamp(0, 9999) as u32;
+    two(out, year / 100);
+    two(out, year % 100);
+    out.push(b' ');
+    two(out, t.hour());
+    out.push(b':');
+    two(out, t.minute());
+    out.push(b':');
+    two(out, t.second());
+    out.extend_from_slice(b" GMT");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_dates_match_chrono() {
+        for unix in [
+            0,
+            784_111_777,
+            951_782_400,
+            1_700_000_000,
+            4_102_444_799,
+            253_402_300_799,
+        ] {
+            let mut out = Vec::new();
+            push_http_date(&mut out, unix);
+            let want = chrono::DateTime::from_timestamp(unix, 0)
+                .unwrap()
+                .format("%a, %d %b %Y %H:%M:%S GMT")
+                .to_string();
+            assert_eq!(String::from_utf8(out).unwrap(), want);
+            assert_eq!(want.len(), HTTP_DATE_LEN);
+        }
+        for step in 0..100_000i64 {
+            let unix = step * 86_399 * 7 + step;
+            let mut out = Vec::new();
+            push_http_date(&mut out, unix);
+            let want = chrono::DateTime::from_timestamp(unix, 0)
+                .unwrap()
+                .format("%a, %d %b %Y %H:%M:%S GMT")
+                .to_string();
+            assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn one_buffer_holds_key_der_and_headers() {
+        let e = OcspEntry::new(
+            vec![0x30, 0x03, 0x0a, 0x01, 0x00],
+            784_111_777,
+            784_198_177,
+            0,
+            7,
+            1,
+        );
+        let c = CachedResponse::new(b"KEY", &e);
+        assert_eq!(c.key(), b"KEY");
+        assert_eq!(&c.der()[..], &e.der[..]);
+        assert_eq!(&c.etag()[..], etag(&e.der).as_bytes());
+        assert_eq!(&c.last_modified()[..], b"Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(&c.expires()[..], b"Mon, 07 Nov 1994 08:49:37 GMT");
+    }
 }

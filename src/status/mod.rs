@@ -8,7 +8,7 @@ mod crl;
 mod presign;
 mod scheduler;
 
-pub use cache::{OcspAnswer, OcspEntry};
+pub use cache::{CachedResponse, OcspAnswer, OcspEntry};
 pub use presign::RefreshStats;
 
 use std::collections::HashMap;
@@ -16,6 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use crate::hsm::Hsm;
 use crate::pki::ocsp::{self, OcspErrorStatus, RequestedCertId};
+use crate::pki::HashAlg;
 use crate::store::{CertRecord, Db, SerialRecord, StoreRecord};
 
 /// Why publishing (signing a CRL or an OCSP response) failed.
@@ -127,14 +128,23 @@ impl Publisher {
     /// revoke call answers.
     pub fn revoked(&self, store: &StoreRecord, cert: &CertRecord) -> Result<(), StatusError> {
         let issuer_id = cert.parent_cert_id.unwrap_or(cert.id);
+        let issuer = self.inner.db.cert(&store.appkey, store.id, issuer_id);
+        // The pre-signed CertID of the certificate; none can be cached when the issuer is
+        // missing or its certificate unreadable (nothing could have been signed).
+        let presigned = match &issuer {
+            Ok(Some(i)) => ocsp::issuer_hashes(&i.der, HashAlg::Sha1)
+                .map(|(name, key)| {
+                    let start = cert.serial.iter().position(|b| *b != 0);
+                    let digits = &cert.serial[start.unwrap_or(cert.serial.len())..];
+                    ocsp::cert_id_der(HashAlg::Sha1, &name, &key, digits)
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
         self.inner
             .cache
-            .forget_variants(store.id, issuer_id, &cert.serial);
-        let issuer = self
-            .inner
-            .db
-            .cert(&store.appkey, store.id, issuer_id)?
-            .ok_or_else(|| StatusError::Failed("issuer missing".into()))?;
+            .forget(store.id, issuer_id, &cert.serial, &presigned);
+        let issuer = issuer?.ok_or_else(|| StatusError::Failed("issuer missing".into()))?;
         self.forget_persisted(store, &issuer, &cert.serial)?;
         if store.ocsp_active {
             self.sign_one(store, issuer_id, &cert.serial)?;
@@ -241,6 +251,13 @@ impl Publisher {
         store_id: u64,
         request: &[u8],
     ) -> Result<OcspAnswer, Vec<RequestedCertId>> {
+        // The common request (one CertID, as pre-signed) needs no decoding: its CertID bytes
+        // are the cache key. Anything else, or a miss, takes the full parse below.
+        if let Some(cert_id) = ocsp::single_cert_id(request) {
+            if let Some(e) = self.inner.cache.get(appkey, store_id, cert_id) {
+                return Ok(OcspAnswer::Signed(e));
+            }
+        }
         let reqs = match ocsp::parse_request(request) {
             Ok(r) => r,
             Err(e) => return Ok(OcspAnswer::Error(e.status())),

@@ -4,9 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use bytes::Bytes;
-
-use super::cache::{etag, OcspAnswer, OcspEntry};
+use super::cache::{OcspAnswer, OcspEntry};
 use super::{Publisher, StatusError};
 use crate::ca::now;
 use crate::pki::ocsp::{self, CertStatus, OcspErrorStatus, RequestedCertId, SingleStatus};
@@ -54,7 +52,6 @@ fn sign_entry(
     responder: &Responder,
     signer: &dyn Signer,
     singles: &[SingleStatus],
-    serials: Vec<Vec<u8>>,
     refresh_at: i64,
     generation: u64,
 ) -> Result<OcspEntry, StatusError> {
@@ -63,19 +60,18 @@ fn sign_entry(
     let sig = signer.sign(&data)?;
     let der = ocsp::assemble(&data, signer.algorithm(), &sig)?;
     let _ = p;
-    Ok(OcspEntry {
-        etag: etag(&der),
-        der: Bytes::from(der),
+    let next_update = singles
+        .first()
+        .map(|s| s.next_update)
+        .unwrap_or(this_update);
+    Ok(OcspEntry::new(
+        der,
         this_update,
-        next_update: singles
-            .first()
-            .map(|s| s.next_update)
-            .unwrap_or(this_update),
+        next_update,
         refresh_at,
-        issuer_id: responder.cert.id,
-        serials,
+        responder.cert.id,
         generation,
-    })
+    ))
 }
 
 fn status_of(s: &SerialRecord) -> CertStatus {
@@ -104,6 +100,13 @@ impl Publisher {
         let started = std::time::Instant::now();
         let db = &self.inner.db;
         let generation = self.inner.cache.next_generation();
+        // The caller read `store` earlier; OCSP may have been turned off (or the store deleted)
+        // since. Read after the generation is drawn, a switch-off either shows here or drops
+        // the store at a later generation, which `swap_in` respects.
+        match db.store(&store.appkey, store.id)? {
+            Some(s) if s.ocsp_active => {}
+            _ => return Ok(RefreshStats::default()),
+        }
         let t = now();
         let next_update = t + 2 * period(store);
         let refresh_at = t + period(store);
@@ -149,15 +152,8 @@ impl Publisher {
                             this_update: t,
                             next_update,
                         };
-                        match sign_entry(
-                            self,
-                            r,
-                            &signers[*ri],
-                            &[single],
-                            vec![s.serial.clone()],
-                            refresh_at,
-                            generation,
-                        ) {
+                        match sign_entry(self, r, &signers[*ri], &[single], refresh_at, generation)
+                        {
                             Ok(e) => {
                                 chunks.push(OcspRowRef {
                                     issuer_id: e.issuer_id,
@@ -233,7 +229,6 @@ impl Publisher {
             &r,
             &signer,
             &[single],
-            vec![serial.to_vec()],
             self.refresh_at(store, t),
             generation,
         )?;
@@ -331,13 +326,11 @@ impl Publisher {
         let Ok(signer) = self.signer_of(&r.cert) else {
             return OcspAnswer::Error(OcspErrorStatus::InternalError);
         };
-        let serials = reqs.iter().map(|r| r.key.serial.clone()).collect();
         match sign_entry(
             self,
             &r,
             &signer,
             &singles,
-            serials,
             self.refresh_at(&store, t),
             generation,
         ) {
@@ -396,19 +389,17 @@ impl Publisher {
                 }
                 if row.der.is_empty() || row.next_update <= t {
                     // A tombstone (or an expired answer): nothing older may be served.
-                    cache.forget_variants(store.id, row.issuer_id, &row.serial);
+                    cache.forget(store.id, row.issuer_id, &row.serial, &row.cert_id_der);
                     continue;
                 }
-                let e = OcspEntry {
-                    etag: etag(&row.der),
-                    der: Bytes::from(row.der),
-                    this_update: row.this_update,
-                    next_update: row.next_update,
-                    refresh_at: row.this_update + period(&store),
-                    issuer_id: row.issuer_id,
-                    serials: vec![row.serial],
-                    generation: 0,
-                };
+                let e = OcspEntry::new(
+                    row.der,
+                    row.this_update,
+                    row.next_update,
+                    row.this_update + period(&store),
+                    row.issuer_id,
+                    0,
+                );
                 self.note_refreshed(store.id, row.this_update + period(&store));
                 cache.put(&store.appkey, store.id, row.cert_id_der, e);
             }

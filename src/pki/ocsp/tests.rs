@@ -395,3 +395,153 @@ fn swap_alg(cert_id: &[u8], oid_tlv: &[u8]) -> Vec<u8> {
         &[&tlv(TAG_SEQUENCE, oid_tlv)[..], rest].concat(),
     )
 }
+
+/// `single_cert_id` may only answer for requests that `parse_request` reads as that one CertID:
+/// checked on real requests and on every mutation of them that still slices out a DER CertID.
+#[test]
+fn single_cert_id_agrees_with_the_full_parse() {
+    let ca = TestCa::new(Kind::P256, true);
+    ca.leaf("leaf", &[0x42; 16]);
+    ca.leaf("leaf2", &[0x43; 16]);
+    ca.write("ca.key", &ca.key.private_key_to_pem_pkcs8().unwrap());
+    let plain = openssl_request(&ca, &["-no_nonce"], &["leaf.pem"]);
+    let nonce = openssl_request(&ca, &[], &["leaf.pem"]);
+    let sha256 = openssl_request(&ca, &["-sha256"], &["leaf.pem"]);
+    let two = openssl_request(&ca, &["-no_nonce"], &["leaf.pem", "leaf2.pem"]);
+    let signed = openssl_request(
+        &ca,
+        &["-signer", "ca.pem", "-signkey", "ca.key"],
+        &["leaf.pem"],
+    );
+    for request in [&plain, &nonce, &sha256] {
+        let ids = parse_request(request).unwrap();
+        assert_eq!(single_cert_id(request), Some(&ids[0].der[..]));
+    }
+    assert_eq!(single_cert_id(&two), None);
+    assert_eq!(single_cert_id(&signed), None);
+    assert!(is_presigned_form(&parse_request(&plain).unwrap()[0].der));
+    assert!(!is_presigned_form(&parse_request(&sha256).unwrap()[0].der));
+    let two_ids: Vec<u8> = parse_request(&two)
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.der.clone())
+        .collect();
+    let serials: Vec<&[u8]> = cert_id_serials(&two_ids).collect();
+    assert_eq!(serials, [&[0x42; 16][..], &[0x43; 16][..]]);
+
+    let agrees = |request: &[u8]| {
+        let Some(id) = single_cert_id(request) else {
+            return;
+        };
+        // Only a DER CertID can be a cache key.
+        let is_key = parse_request(&request_der(&[id])).is_ok_and(|ids| ids[0].der == id);
+        if is_key {
+            let ids = parse_request(request).unwrap_or_else(|e| panic!("{e}: {request:02x?}"));
+            assert_eq!(ids.len(), 1, "{request:02x?}");
+            assert_eq!(ids[0].der, id, "{request:02x?}");
+        }
+    };
+    for request in [&plain, &nonce, &sha256, &two, &signed] {
+        for cut in 0..request.len() {
+            agrees(&request[..cut]);
+        }
+        for bit in 0..request.len() * 8 {
+            let mut flipped = request.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            agrees(&flipped);
+        }
+        for byte in [
+            0x00, 0x01, 0x02, 0x04, 0x05, 0x06, 0x30, 0x7f, 0x80, 0x81, 0xa0, 0xa1, 0xa2, 0xff,
+        ] {
+            for at in 0..request.len() {
+                let mut mangled = request.clone();
+                mangled[at] = byte;
+                agrees(&mangled);
+            }
+        }
+    }
+    // Hand-made shapes: a version, a requestorName, extensions that are not DER.
+    let id = parse_request(&plain).unwrap()[0].der.clone();
+    let req = |tbs: Vec<u8>| tlv(TAG_SEQUENCE, &tlv(TAG_SEQUENCE, &tbs));
+    let list = tlv(TAG_SEQUENCE, &tlv(TAG_SEQUENCE, &id));
+    let nonce_ext = tlv(
+        TAG_SEQUENCE,
+        &[
+            &[
+                0x06, 0x09, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x02,
+            ][..],
+            &tlv(TAG_OCTET_STRING, &tlv(TAG_OCTET_STRING, &[7; 16])),
+        ]
+        .concat(),
+    );
+    let exts = |e: &[u8]| tlv(0xa2, &tlv(TAG_SEQUENCE, e));
+    let version = [0xa0, 0x03, 0x02, 0x01, 0x00];
+    assert_eq!(single_cert_id(&req([&version[..], &list].concat())), None);
+    assert_eq!(
+        single_cert_id(&req([&list[..], &exts(&nonce_ext)].concat())),
+        Some(&id[..])
+    );
+    assert_eq!(single_cert_id(&req([&list[..], &exts(&[])].concat())), None);
+    // critical FALSE written out: BER, not DER.
+    let with_false = tlv(
+        TAG_SEQUENCE,
+        &[
+            &[0x06, 0x01, 0x2b, 0x01, 0x01, 0x00][..],
+            &tlv(TAG_OCTET_STRING, &[]),
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        single_cert_id(&req([&list[..], &exts(&with_false)].concat())),
+        None
+    );
+    for request in [
+        req([&version[..], &list].concat()),
+        req([&list[..], &exts(&nonce_ext)].concat()),
+    ] {
+        agrees(&request);
+    }
+}
+
+/// The unescaped fast route of `decode_get_path_into` decodes as the general one does.
+#[test]
+fn get_path_fast_route_agrees() {
+    let chars = b"AMQZaqz09+/-_=% 2Bf";
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut tails: Vec<String> = [
+        "", "/", "=", "MEow", "MEow==", "MEo", "_MEow", "/MEow", "ME-w", "ME+w", "ME-+",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for _ in 0..20_000 {
+        let len = (next() % 24) as usize;
+        tails.push(
+            (0..len)
+                .map(|_| char::from(chars[(next() % chars.len() as u64) as usize]))
+                .collect(),
+        );
+    }
+    let request: Vec<u8> = (0..83).map(|i| (i * 37 + 11) as u8).collect();
+    for engine in [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::URL_SAFE,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ] {
+        tails.push(engine.encode(&request));
+    }
+    for tail in &tails {
+        let (mut a, mut b) = ([0; MAX_GET_REQUEST], [0; MAX_GET_REQUEST]);
+        assert_eq!(
+            decode_get_path_into(tail, &mut a).map(<[u8]>::to_vec),
+            decode_escaped(tail, &mut b).map(<[u8]>::to_vec),
+            "{tail:?}"
+        );
+    }
+}
