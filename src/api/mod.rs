@@ -224,7 +224,8 @@ async fn read_body(body: Incoming, headers: &hyper::HeaderMap) -> Result<Bytes, 
             first = data;
         } else {
             if more.is_empty() {
-                more.extend_from_slice(&first);
+                // From the second frame on, everything is in `more` (and counted once).
+                more.extend_from_slice(&std::mem::take(&mut first));
             }
             more.extend_from_slice(&data);
         }
