@@ -72,8 +72,8 @@ struct Inner {
     pending: Mutex<std::collections::HashSet<(String, u64, u64)>>,
     /// (when counted, (valid, revoked, expired)).
     cert_counts: Mutex<(i64, (u64, u64, u64))>,
-    /// Signing threads during a refresh: a few more than HSM sessions, so that encoding never
-    /// leaves a session idle.
+    /// Signing threads during a refresh: one per HSM session. More only wait for a session
+    /// (SoftHSM P-256: 14.3k/s with 6 threads on 4 sessions, 15.5k/s with 4).
     workers: usize,
 }
 
@@ -91,7 +91,7 @@ impl Publisher {
                 wake: (Mutex::new(false), Condvar::new()),
                 cert_counts: Mutex::new((i64::MIN / 2, (0, 0, 0))),
                 pending: Mutex::new(std::collections::HashSet::new()),
-                workers: hsm_sessions + 2,
+                workers: hsm_sessions.max(1),
             }),
         };
         if let Err(e) = p.load_persisted() {
