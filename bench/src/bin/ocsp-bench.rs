@@ -6,13 +6,13 @@
 //!   many threads as the config has HSM sessions. Goal: ratio >= 0.85. In-process, one child
 //!   process per key type.
 //! - (b) serving: the real daemon (`pcad serve`, pinned to CPU 0) answering a mix of 1000
-//!   different POST and GET requests from `wrk -t2 -c64` (pinned to CPU 1), against nginx
+//!   different POST and GET requests from `wrk -t1 -c64` (pinned to CPU 1: one thread for its one core), against nginx
 //!   (pinned to CPU 0, one worker) serving one static response file. Goal: >= 1.0x nginx,
 //!   p99 <= 2 ms.
 //! - (c) memory: RSS per cached response with 1M certificates (P-256), in a child process.
 //!
 //! Usage: `ocsp-bench [--parts a,b,c] [--count 100000] [--keys rsa2048,p256,ed25519]
-//! [--raw-secs 5] [--c-count 1000000] [--requests 1000] [--conns 64] [--wrk-threads 2]
+//! [--raw-secs 5] [--c-count 1000000] [--requests 1000] [--conns 64] [--wrk-threads 1]
 //! [--wrk-secs 15] [--pcad target/release/pcad]`
 
 use std::collections::HashMap;
@@ -68,7 +68,7 @@ fn options(args: &[String]) -> Result<Options, String> {
         c_count: 1_000_000,
         requests: 1000,
         conns: 64,
-        wrk_threads: 2,
+        wrk_threads: 1,
         wrk_secs: 15,
         pcad: exe.with_file_name("pcad"),
         populate_threads: 2,
@@ -90,7 +90,7 @@ fn options(args: &[String]) -> Result<Options, String> {
             "--pcad" => o.pcad = PathBuf::from(value()?),
             "--populate-threads" => o.populate_threads = num(value()?)?,
             "-h" | "--help" => {
-                println!("ocsp-bench [--parts a,b,c] [--count 100000] [--keys rsa2048,p256,ed25519] [--raw-secs 5] [--c-count 1000000] [--requests 1000] [--conns 64] [--wrk-threads 2] [--wrk-secs 15] [--pcad PATH] [--populate-threads 2]");
+                println!("ocsp-bench [--parts a,b,c] [--count 100000] [--keys rsa2048,p256,ed25519] [--raw-secs 5] [--c-count 1000000] [--requests 1000] [--conns 64] [--wrk-threads 1] [--wrk-secs 15] [--pcad PATH] [--populate-threads 2]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (see --help)")),
@@ -138,8 +138,8 @@ fn part_a(o: &Options) -> Result<(), String> {
         o.count
     );
     println!("# per key type: a fresh process and token; store (ocspActive) > ROOT of that key type; {} serial records inserted with Db::insert_cert ({} threads)", o.count, o.populate_threads);
-    println!("# raw: S threads (S = [hsm] sessions of the config) calling Hsm::sign on 250-byte messages for {} s; also 1 thread (does the token scale?) and S+2 threads (the refresh's worker count)", o.raw_secs);
-    println!("# pre-sign: signed / seconds of Publisher::refresh_now(store) (scan serials, sign on S+2 threads, swap into cache, persist as one set)");
+    println!("# raw: S threads (S = [hsm] sessions of the config) calling Hsm::sign on 250-byte messages for {} s; also 1 thread (does the token scale?) and S+2 threads (do more threads than sessions help?)", o.raw_secs);
+    println!("# pre-sign: signed / seconds of Publisher::refresh_now(store) (scan serials, sign on S threads, swap into cache, persist as one set)");
     println!(
         "{:>9} {:>3} {:>10} {:>10} {:>10} {:>11} {:>11} {:>7} {:>9} {:>10}",
         "key",
