@@ -244,14 +244,12 @@ impl Db {
         for k in t.template_names.scan_prefix(rec.id.to_be_bytes()).keys() {
             t.template_names.remove(k?)?;
         }
-        for prefix in ["crl/", "ocsp/"] {
-            for k in t
-                .blobs
-                .scan_prefix(blob_store_prefix(prefix, rec.id))
-                .keys()
-            {
-                t.blobs.remove(k?)?;
-            }
+        for k in t
+            .blobs
+            .scan_prefix(blob_store_prefix("crl/", rec.id))
+            .keys()
+        {
+            t.blobs.remove(k?)?;
         }
         self.clear_ocsp(rec.id)?;
         Ok(issuers)
@@ -614,33 +612,6 @@ impl Db {
             .trees
             .blobs
             .get(blob_key("crl/", store_id, issuer_id))?
-            .map(|v| v.to_vec()))
-    }
-
-    /// Stores an opaque signed blob of an issuer (e.g. its pre-signed OCSP responses).
-    pub fn put_blob(
-        &self,
-        kind: &str,
-        store_id: u64,
-        issuer_id: u64,
-        bytes: &[u8],
-    ) -> Result<(), StoreError> {
-        self.trees
-            .blobs
-            .insert(blob_key(kind, store_id, issuer_id), bytes)?;
-        Ok(())
-    }
-
-    pub fn blob(
-        &self,
-        kind: &str,
-        store_id: u64,
-        issuer_id: u64,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .trees
-            .blobs
-            .get(blob_key(kind, store_id, issuer_id))?
             .map(|v| v.to_vec()))
     }
 }
