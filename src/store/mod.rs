@@ -348,4 +348,35 @@ mod tests {
             Ok(_) => panic!("a newer database must not open"),
         }
     }
+
+    #[test]
+    fn a_schema_1_database_is_upgraded_and_its_json_serials_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let serial = SerialRecord {
+            store_id: 3,
+            issuer_id: 4,
+            serial: vec![0x42; 16],
+            cert_id: None,
+            not_after: 2_000_000_000,
+            revocation: None,
+        };
+        {
+            let db = Db::open(dir.path()).unwrap();
+            db.trees
+                .meta
+                .insert(b"schema_version", &1u32.to_be_bytes())
+                .unwrap();
+            // A schema 1 serial row: JSON.
+            let mut key = 4u64.to_be_bytes().to_vec();
+            key.extend_from_slice(&serial.serial);
+            db.trees.serials.insert(key, encode(&serial)).unwrap();
+            db.durable().unwrap();
+        }
+        let db = Db::open(dir.path()).unwrap();
+        let version = db.trees.meta.get(b"schema_version").unwrap().unwrap();
+        assert_eq!(version.as_ref(), SCHEMA_VERSION.to_be_bytes());
+        let back = db.serial(4, &serial.serial).unwrap().unwrap();
+        assert_eq!(format!("{back:?}"), format!("{serial:?}"));
+        assert_eq!(db.serials_of_issuer(4).count(), 1);
+    }
 }

@@ -16,7 +16,7 @@ pub(super) struct Trees {
     store_names: sled::Tree,
     certs: sled::Tree,
     store_certs: sled::Tree,
-    serials: sled::Tree,
+    pub(super) serials: sled::Tree,
     templates: sled::Tree,
     store_templates: sled::Tree,
     template_names: sled::Tree,
