@@ -90,46 +90,6 @@ impl Lab {
         Ok(self.dir)
     }
 
-    /// Closes the database (and the publisher and CA over it) and opens it again, as a restarted
-    /// daemon would: what setup left in sled's cache and the heap is gone. The HSM stays open.
-    pub fn reopen(self) -> Result<Lab, String> {
-        let Lab {
-            dir,
-            path,
-            config,
-            hsm,
-            db,
-            publisher,
-            ca,
-            sessions,
-            who,
-        } = self;
-        db.durable().map_err(|e| e.to_string())?;
-        drop(ca);
-        drop(publisher);
-        drop(db);
-        trim_heap();
-        let db = Db::open(&config.resolve(&config.storage.path)).map_err(|e| e.to_string())?;
-        let publisher = Publisher::new(db.clone(), hsm.clone(), sessions);
-        let ca = Ca::new(
-            db.clone(),
-            hsm.clone(),
-            &config.public.base_url,
-            publisher.clone(),
-        );
-        Ok(Lab {
-            dir,
-            path,
-            config,
-            hsm,
-            db,
-            publisher,
-            ca,
-            sessions,
-            who,
-        })
-    }
-
     /// A store with the given publishing switches (refresh periods at their longest).
     pub fn store(&self, name: &str, crl: bool, ocsp: bool) -> Result<StoreRecord, String> {
         self.ca

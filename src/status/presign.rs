@@ -48,7 +48,6 @@ impl Responder {
 
 /// Signs with the issuer's HSM key and wraps the response into a cache entry.
 fn sign_entry(
-    p: &Publisher,
     responder: &Responder,
     signer: &dyn Signer,
     singles: &[SingleStatus],
@@ -59,7 +58,6 @@ fn sign_entry(
     let data = ocsp::response_data_der(&responder.key_hash, this_update, singles)?;
     let sig = signer.sign(&data)?;
     let der = ocsp::assemble(&data, signer.algorithm(), &sig)?;
-    let _ = p;
     let next_update = singles
         .first()
         .map(|s| s.next_update)
@@ -152,8 +150,7 @@ impl Publisher {
                             this_update: t,
                             next_update,
                         };
-                        match sign_entry(self, r, &signers[*ri], &[single], refresh_at, generation)
-                        {
+                        match sign_entry(r, &signers[*ri], &[single], refresh_at, generation) {
                             Ok(e) => {
                                 chunks.push(OcspRowRef {
                                     issuer_id: e.issuer_id,
@@ -225,7 +222,6 @@ impl Publisher {
             next_update: t + 2 * period(store),
         };
         let e = sign_entry(
-            self,
             &r,
             &signer,
             &[single],
@@ -327,7 +323,6 @@ impl Publisher {
             return OcspAnswer::Error(OcspErrorStatus::InternalError);
         };
         match sign_entry(
-            self,
             &r,
             &signer,
             &singles,

@@ -26,6 +26,20 @@ pub struct OcspRow {
     pub der: Vec<u8>,
 }
 
+impl OcspRow {
+    /// The row, borrowed, as a set takes it.
+    pub fn as_row_ref(&self) -> OcspRowRef<'_> {
+        OcspRowRef {
+            issuer_id: self.issuer_id,
+            serial: &self.serial,
+            cert_id_der: &self.cert_id_der,
+            this_update: self.this_update,
+            next_update: self.next_update,
+            der: &self.der,
+        }
+    }
+}
+
 /// A response as a refresh hands it over for a set (borrowed: the cache keeps the bytes).
 #[derive(Clone, Copy, Debug)]
 pub struct OcspRowRef<'a> {
@@ -254,17 +268,6 @@ mod tests {
         }
     }
 
-    fn as_ref(r: &OcspRow) -> OcspRowRef<'_> {
-        OcspRowRef {
-            issuer_id: r.issuer_id,
-            serial: &r.serial,
-            cert_id_der: &r.cert_id_der,
-            this_update: r.this_update,
-            next_update: r.next_update,
-            der: &r.der,
-        }
-    }
-
     fn db() -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path()).unwrap();
@@ -276,7 +279,7 @@ mod tests {
         let (_dir, db) = db();
         let rows: Vec<OcspRow> = (0..200).map(|n| row(9, n, 1000, 900)).collect();
         let mut chunks = OcspSetChunks::default();
-        rows.iter().for_each(|r| chunks.push(as_ref(r)));
+        rows.iter().for_each(|r| chunks.push(r.as_row_ref()));
         assert!(chunks.chunks.len() > 2, "200 × ~1 KB spans several chunks");
         db.put_ocsp_set(5, 1, chunks, 1000, true).unwrap();
         let tomb = OcspRow {
@@ -294,12 +297,12 @@ mod tests {
     fn a_replacing_set_drops_older_sets_and_rows_but_not_newer_rows() {
         let (_dir, db) = db();
         let mut first = OcspSetChunks::default();
-        first.push(as_ref(&row(9, 1, 1000, 10)));
+        first.push(row(9, 1, 1000, 10).as_row_ref());
         db.put_ocsp_set(5, 1, first, 1000, true).unwrap();
         db.put_ocsp(5, &row(9, 2, 1500, 10)).unwrap(); // before the next refresh
         db.put_ocsp(5, &row(9, 3, 2500, 10)).unwrap(); // a revoke during it
         let mut partial = OcspSetChunks::default();
-        partial.push(as_ref(&row(9, 1, 2000, 20)));
+        partial.push(row(9, 1, 2000, 20).as_row_ref());
         db.put_ocsp_set(5, 2, partial, 2000, false).unwrap();
         assert_eq!(
             db.ocsp_of_store(5).count(),
@@ -307,7 +310,7 @@ mod tests {
             "an incomplete set replaces nothing"
         );
         let mut full = OcspSetChunks::default();
-        full.push(as_ref(&row(9, 1, 2000, 30)));
+        full.push(row(9, 1, 2000, 30).as_row_ref());
         db.put_ocsp_set(5, 3, full, 2000, true).unwrap();
         let back: Vec<OcspRow> = db.ocsp_of_store(5).map(Result::unwrap).collect();
         assert_eq!(back, [row(9, 1, 2000, 30), row(9, 3, 2500, 10)]);
@@ -318,7 +321,7 @@ mod tests {
     #[test]
     fn truncated_chunks_are_corrupt_not_a_panic() {
         let mut c = OcspSetChunks::default();
-        c.push(as_ref(&row(9, 1, 1000, 50)));
+        c.push(row(9, 1, 1000, 50).as_row_ref());
         let v = &c.chunks[0];
         for cut in 1..v.len() {
             assert!(unpack(&v[..cut]).is_err(), "cut at {cut}");

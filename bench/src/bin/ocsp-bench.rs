@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use pcad::hsm::{Hsm, KeyId};
 use pcad::pki::ocsp::{self, CertStatus, SingleStatus};
 use pcad::pki::{HashAlg, KeyAlgorithm, SignatureAlgorithm, Signer};
-use pcad::store::{OcspRow, OcspRowRef, OcspSetChunks};
+use pcad::store::{OcspRow, OcspSetChunks};
 use pcad_bench::{
     context_switches, cpu_time, field, issuer_key, key_by_name, key_name, load_average,
     machine_header, mb, mem, populate_serials, run_self, tagged_fields, timed, trim_heap,
@@ -355,7 +355,7 @@ fn child_a(args: &[String]) -> Result<(), String> {
     let (put, put_time) = timed(|| {
         let mut chunks = OcspSetChunks::default();
         for r in &rows {
-            chunks.push(row_ref(r));
+            chunks.push(r.as_row_ref());
         }
         lab.db.put_ocsp_set(scratch_store, 1, chunks, t, true)
     });
@@ -401,18 +401,6 @@ fn child_a(args: &[String]) -> Result<(), String> {
         (cs1.1 - cs0.1) as f64 / (raw * raw_secs),
     );
     Ok(())
-}
-
-/// A persisted row as the set packer takes it.
-fn row_ref(r: &OcspRow) -> OcspRowRef<'_> {
-    OcspRowRef {
-        issuer_id: r.issuer_id,
-        serial: &r.serial,
-        cert_id_der: &r.cert_id_der,
-        this_update: r.this_update,
-        next_update: r.next_update,
-        der: &r.der,
-    }
 }
 
 /// CLOCK_MONOTONIC seconds (what `perf record -k CLOCK_MONOTONIC` stamps samples with).
@@ -579,7 +567,7 @@ fn child_c(args: &[String]) -> Result<(), String> {
     let (put, put_time) = timed(|| {
         let mut chunks = OcspSetChunks::default();
         for r in &rows {
-            chunks.push(row_ref(r));
+            chunks.push(r.as_row_ref());
         }
         db.put_ocsp_set(u64::MAX - 1, 1, chunks, t, true)
     });
