@@ -5,8 +5,8 @@ use std::net::IpAddr;
 
 use const_oid::ObjectIdentifier;
 
-use super::cert::{KeyUsage, OidValue, Sans};
 use super::der_util::{self, context, tag, Reader};
+use super::fields::{KeyUsage, OidValue, Sans};
 use super::{name, KeyFamily, PkiError};
 
 pub const SUBJECT_KEY_IDENTIFIER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.14");
@@ -269,7 +269,7 @@ fn ia5(tag: u8, value: &str, what: &str) -> Result<Vec<u8>, PkiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pki::cert::StringKind;
+    use crate::pki::fields::StringKind;
 
     #[test]
     fn key_usage_bits() {

@@ -7,6 +7,7 @@ pub mod crl;
 pub mod csr;
 pub mod der_util;
 pub mod ext;
+pub mod fields;
 pub mod keygen;
 pub mod name;
 pub mod ocsp;

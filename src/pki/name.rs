@@ -6,8 +6,8 @@ use std::net::IpAddr;
 
 use const_oid::ObjectIdentifier;
 
-use super::cert::{OidValue, StringKind, SubjectInfo};
 use super::der_util::{self, tag, Tlv};
+use super::fields::{OidValue, StringKind, SubjectInfo};
 use super::PkiError;
 
 pub const COUNTRY: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.6");
