@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod ca;
+pub mod clock;
 pub mod config;
 pub mod hsm;
 pub mod metrics;

@@ -271,7 +271,7 @@ pub fn populate_serials(
     n: usize,
     threads: usize,
 ) -> Result<(), String> {
-    let not_after = issuer.not_after.min(pcad::ca::now() + 365 * 86_400);
+    let not_after = issuer.not_after.min(pcad::clock::now() + 365 * 86_400);
     parallel(n, threads, |_| {
         let rec = SerialRecord {
             store_id: store.id,
@@ -296,7 +296,7 @@ pub fn populate_revoked(
     n: usize,
     threads: usize,
 ) -> Result<(), String> {
-    let t = pcad::ca::now();
+    let t = pcad::clock::now();
     let not_after = issuer.not_after.min(t + 365 * 86_400);
     // Ids far above sled's generated ids, so they never meet the ids of real certificates.
     const BASE_ID: u64 = 1 << 40;
@@ -561,7 +561,7 @@ pub fn command_line(program: &str, args: &[&str]) -> String {
 
 /// Now as `YYYY-MM-DD HH:MM:SS UTC`.
 pub fn utc_now() -> String {
-    let t = pcad::ca::now();
+    let t = pcad::clock::now();
     let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;

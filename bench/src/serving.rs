@@ -221,7 +221,7 @@ fn successful(der: &[u8]) -> bool {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    pcad::ca::hex(bytes)
+    pcad::pki::der_util::hex(bytes)
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {

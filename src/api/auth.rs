@@ -6,6 +6,7 @@ use sha2::Digest;
 
 use super::error::ApiError;
 use crate::config::{Config, Role};
+use crate::pki::der_util::hex;
 
 /// What the TLS layer established about a connection.
 #[derive(Clone, Debug, Default)]
@@ -97,10 +98,6 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
                 .map(|t| t.trim().to_owned())
         })
         .filter(|t| !t.is_empty())
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

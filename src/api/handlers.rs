@@ -365,7 +365,7 @@ fn issued_leaf(
     };
     let mut v = json!({
         "certId": leaf.cert_id,
-        "serialNumber": crate::ca::hex(&leaf.serial),
+        "serialNumber": crate::pki::der_util::hex(&leaf.serial),
         "certificate": certificate,
         "issuingCa": enc(&leaf.chain[0].der),
         "caChain": chain.iter().map(|c| enc(&c.der)).collect::<Vec<_>>(),

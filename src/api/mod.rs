@@ -26,6 +26,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::ca::{Ca, CaError};
+use crate::clock::{date_form, timestamp};
 use crate::config::Config;
 
 /// Request bodies above this are refused with 413.
@@ -297,20 +298,6 @@ fn envelope(status: StatusCode, code: u32, message: &str, body: Value) -> Respon
         HeaderValue::from_static("application/json;charset=UTF-8"),
     );
     r
-}
-
-/// The seed's `LocalDateTime` form in UTC: `2024-01-01 00:00:00`.
-pub fn timestamp(unix: i64) -> String {
-    chrono::DateTime::from_timestamp(unix, 0)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_default()
-}
-
-/// The seed's request date form: `2025-12-31T23:59:59`.
-pub fn date_form(unix: i64) -> String {
-    chrono::DateTime::from_timestamp(unix, 0)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string())
-        .unwrap_or_default()
 }
 
 /// Whether a method is one the route table knows at all.

@@ -13,7 +13,8 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::{timestamp, Api, Reply};
-use crate::ca::{now, CaError};
+use crate::ca::CaError;
+use crate::clock::now;
 use crate::pki::ocsp::{self, OcspErrorStatus};
 use crate::status::{CachedResponse, OcspAnswer};
 use crate::store::{CertRecord, CrlRecord, StoreRecord};

@@ -3,8 +3,9 @@
 use serde_json::{json, Value};
 
 use super::timestamp;
-use crate::ca::{hex, now};
+use crate::clock::now;
 use crate::pki::cert;
+use crate::pki::der_util::hex;
 use crate::store::{CertRecord, CertType, Page, StoreRecord, TemplateRecord};
 
 pub fn page<T>(p: &Page<T>, item: impl Fn(&T) -> Value) -> Value {

@@ -38,7 +38,7 @@ impl Ca {
             ca_store_id: target.store,
             cert_id: target.cert,
             template_id: target.template,
-            serial_number: target.serial.as_deref().map(super::hex),
+            serial_number: target.serial.as_deref().map(crate::pki::der_util::hex),
             result: result.to_owned(),
         };
         // Structured fields for the journal (AUDIT_ACTION=, AUDIT_IDENTITY=, ...), and a line

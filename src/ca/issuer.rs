@@ -72,7 +72,7 @@ impl Ca {
             if not_after > parent.not_after {
                 return Err(CaError::Invalid(format!(
                     "ttlValue/specificDate: the certificate must not outlive its issuer (notAfter {})",
-                    crate::api::timestamp(parent.not_after)
+                    crate::clock::timestamp(parent.not_after)
                 )));
             }
         }
@@ -265,7 +265,7 @@ impl Ca {
             return Err(CaError::Conflict(format!(
                 "{field}: issuer {} expired at {}",
                 issuer.id,
-                crate::api::timestamp(issuer.not_after)
+                crate::clock::timestamp(issuer.not_after)
             )));
         }
         Ok(())

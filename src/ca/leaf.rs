@@ -389,7 +389,7 @@ fn leaf_end(
             Some(ttl) => format!("must not exceed the template's maxTTL of {ttl} seconds"),
             None => format!(
                 "must not be after the template's maxSpecificDate {}",
-                crate::api::timestamp(cap)
+                crate::clock::timestamp(cap)
             ),
         };
         return Err(CaError::Invalid(format!("ttlValue/specificDate: {rule}")));
@@ -397,7 +397,7 @@ fn leaf_end(
     if end > issuer_end {
         return Err(CaError::Invalid(format!(
             "ttlValue/specificDate: the certificate must not outlive its issuer (notAfter {})",
-            crate::api::timestamp(issuer_end)
+            crate::clock::timestamp(issuer_end)
         )));
     }
     if end <= now {
@@ -442,7 +442,7 @@ pub(crate) fn glob(pattern: &str, s: &str) -> bool {
 }
 
 fn hex_name(serial: &[u8]) -> String {
-    super::hex(serial)
+    crate::pki::der_util::hex(serial)
 }
 
 #[cfg(test)]

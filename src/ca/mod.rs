@@ -16,6 +16,7 @@ pub use store::StoreParams;
 
 use std::sync::Arc;
 
+use crate::clock::now;
 use crate::hsm::{Hsm, HsmError, KeyId};
 use crate::pki::{PkiError, SignError};
 use crate::status::Publisher;
@@ -178,14 +179,6 @@ impl Ca {
     }
 }
 
-/// Unix seconds now.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// A random positive serial of 16 octets (≥ 64 bits of entropy, CA/Browser Forum practice).
 pub(crate) fn random_serial() -> Vec<u8> {
     let mut s: [u8; 16] = rand::random();
@@ -194,11 +187,6 @@ pub(crate) fn random_serial() -> Vec<u8> {
         s[0] = 0x01;
     }
     s.to_vec()
-}
-
-/// Lowercase hex without separators.
-pub fn hex(bytes: &[u8]) -> String {
-    crate::pki::der_util::hex(bytes)
 }
 
 /// Appkeys are path segments; keep them URL-safe in the URLs we write.

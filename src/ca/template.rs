@@ -104,7 +104,7 @@ impl Ca {
             if max > parent.not_after {
                 return Err(CaError::Invalid(format!(
                     "maxSpecificDate: must not be after the issuer's notAfter ({})",
-                    crate::api::timestamp(parent.not_after)
+                    crate::clock::timestamp(parent.not_after)
                 )));
             }
         }

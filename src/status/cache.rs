@@ -357,7 +357,7 @@ impl Cache {
 /// A strong ETag of a response.
 fn etag(der: &[u8]) -> String {
     let h = crate::pki::HashAlg::Sha256.digest(der);
-    format!("\"{}\"", crate::ca::hex(&h[..16]))
+    format!("\"{}\"", crate::pki::der_util::hex(&h[..16]))
 }
 
 /// Length of an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{Publisher, StatusError};
-use crate::ca::now;
+use crate::clock::now;
 use crate::pki::crl::{CrlBuilder, CrlParams};
 use crate::store::{CertRecord, CrlRecord, StoreRecord};
 

@@ -112,7 +112,7 @@ impl Publisher {
             if let Err(e) = self.sign_one(store, serial.issuer_id, &serial.serial) {
                 log::warn!(
                     "OCSP response for new certificate {} of issuer {} not signed yet: {e}",
-                    crate::ca::hex(&serial.serial),
+                    crate::pki::der_util::hex(&serial.serial),
                     serial.issuer_id
                 );
             }
@@ -209,7 +209,7 @@ impl Publisher {
                     log::info!("key {} of deleted store {} destroyed", p.key_id, p.store_id);
                     let event = crate::store::AuditEvent {
                         event_id: 0,
-                        time: crate::ca::now(),
+                        time: crate::clock::now(),
                         identity: "pcad".into(),
                         appkey: p.appkey.clone(),
                         action: "KEY_DESTROY".into(),
@@ -289,7 +289,7 @@ impl Publisher {
         if let Ok(mut m) = self.inner.next_refresh.lock() {
             m.insert(
                 store.id,
-                crate::ca::now() + i64::from(store.ocsp_refresh_period) * 3600,
+                crate::clock::now() + i64::from(store.ocsp_refresh_period) * 3600,
             );
         }
         Ok(stats)
@@ -307,7 +307,7 @@ impl Publisher {
             u8::from(self.inner.hsm.is_up()),
             self.inner.cache.len()
         );
-        let t = crate::ca::now();
+        let t = crate::clock::now();
         let counts = {
             let mut cached = self
                 .inner

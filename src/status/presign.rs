@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use super::cache::{OcspAnswer, OcspEntry};
 use super::{Publisher, StatusError};
-use crate::ca::now;
+use crate::clock::now;
 use crate::pki::ocsp::{self, CertStatus, OcspErrorStatus, RequestedCertId, SingleStatus};
 use crate::pki::{HashAlg, Signer};
 use crate::store::{CertRecord, OcspRow, OcspRowRef, OcspSetChunks, SerialRecord, StoreRecord};

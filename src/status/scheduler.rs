@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::Publisher;
-use crate::ca::now;
+use crate::clock::now;
 
 /// How often the scheduler looks, at most; `wake` makes it look at once.
 const TICK: Duration = Duration::from_secs(5);

@@ -384,7 +384,7 @@ fn measure(args: &[String]) -> Result<(), String> {
     });
     let entries = entries?;
     let (key_id, alg) = issuer_key(&inter)?;
-    let t = pcad::ca::now();
+    let t = pcad::clock::now();
     let (fake, encode) = timed(|| {
         crl::build(
             &CrlParams {

@@ -299,7 +299,7 @@ fn child_a(args: &[String]) -> Result<(), String> {
         ocsp::issuer_hashes(&root.der, HashAlg::Sha1).map_err(|e| e.to_string())?;
     let fake = FakeSigner(alg);
     let sample = serials.len().min(20_000);
-    let t = pcad::ca::now();
+    let t = pcad::clock::now();
     let mut ders = Vec::with_capacity(sample);
     let (encoded, encode) = timed(|| -> Result<(), String> {
         for s in &serials[..sample] {
@@ -323,7 +323,7 @@ fn child_a(args: &[String]) -> Result<(), String> {
         ders.iter()
             .map(|(_, d)| {
                 let h = HashAlg::Sha256.digest(d);
-                pcad::ca::hex(&h[..16])
+                pcad::pki::der_util::hex(&h[..16])
             })
             .collect::<Vec<_>>()
     });
@@ -553,7 +553,7 @@ fn child_c(args: &[String]) -> Result<(), String> {
     let rss2 = mem().rss;
     // What persisting alone costs in RSS: the same number of rows again, under a store id
     // nobody uses (sled keeps written pages in its cache).
-    let t = pcad::ca::now();
+    let t = pcad::clock::now();
     let rows: Vec<OcspRow> = (0..count as u64)
         .map(|i| OcspRow {
             issuer_id: root.id,
