@@ -4,7 +4,11 @@
 //! `pcad::quickstart::run`); the rest are request builders, fast database population (setup,
 //! not what is measured), memory readings from `/proc/self/status`, and small statistics.
 
+pub mod issue;
 pub mod serving;
+pub mod sys;
+
+pub use sys::{context_switches, cpu_time, load_average, mem, reset_peak, trim_heap, Mem};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -414,70 +418,6 @@ impl Signer for FakeSigner {
     }
 }
 
-/// Memory figures of this process, in bytes, from `/proc/self/status`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Mem {
-    /// Resident now (`VmRSS`).
-    pub rss: u64,
-    /// Peak resident since start or the last `reset_peak` (`VmHWM`).
-    pub hwm: u64,
-}
-
-/// Reads `VmRSS` and `VmHWM`.
-pub fn mem() -> Mem {
-    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-            .unwrap_or(0)
-    };
-    Mem {
-        rss: field("VmRSS:"),
-        hwm: field("VmHWM:"),
-    }
-}
-
-/// CPU time (user + system) this process has used so far, all threads.
-pub fn cpu_time() -> Duration {
-    // SAFETY: getrusage writes into the struct we hand it; a zeroed rusage is a valid value.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; RUSAGE_SELF is always valid.
-    unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, &mut u);
-    }
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(u.ru_utime) + tv(u.ru_stime)
-}
-
-/// Context switches of this process so far (all threads): (voluntary, involuntary). Many
-/// voluntary switches per operation mean threads wait on each other (a lock), involuntary ones
-/// that they wait for a CPU.
-pub fn context_switches() -> (u64, u64) {
-    // SAFETY: getrusage writes into the struct we hand it; a zeroed rusage is a valid value.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; RUSAGE_SELF is always valid.
-    unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, &mut u);
-    }
-    (u.ru_nvcsw as u64, u.ru_nivcsw as u64)
-}
-
-/// Resets `VmHWM` to the current RSS (Linux ≥ 4.0: `echo 5 > /proc/self/clear_refs`).
-pub fn reset_peak() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
-/// Gives freed heap back to the kernel, so that RSS readings after a drop mean something.
-pub fn trim_heap() {
-    // SAFETY: malloc_trim only walks glibc's own arenas; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// Bytes as MB (10^6), for tables.
 pub fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
@@ -533,16 +473,6 @@ pub fn machine_header(program: &str) -> String {
     )
 }
 
-/// The 1/5/15-minute load averages.
-pub fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// The first line a command prints, or `?`.
 pub fn command_line(program: &str, args: &[&str]) -> String {
     Command::new(program)
@@ -561,24 +491,7 @@ pub fn command_line(program: &str, args: &[&str]) -> String {
 
 /// Now as `YYYY-MM-DD HH:MM:SS UTC`.
 pub fn utc_now() -> String {
-    let t = pcad::clock::now();
-    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    format!("{} UTC", pcad::clock::timestamp(pcad::clock::now()))
 }
 
 /// Waits for a child process up to `limit`; kills it when the limit passes.
@@ -601,25 +514,34 @@ pub fn wait_bounded(
     }
 }
 
+/// Reads all a child (spawned with its stdout piped) prints and waits for it, up to `limit`.
+pub fn stdout_bounded(
+    mut child: std::process::Child,
+    limit: Duration,
+) -> Result<(std::process::ExitStatus, Vec<u8>), String> {
+    use std::io::Read;
+    let mut out = child.stdout.take().ok_or("no stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let status = wait_bounded(&mut child, limit)?;
+    Ok((status, reader.join().unwrap_or_default()))
+}
+
 /// Runs this program again with `args` (a fresh process, so per-run memory peaks are its own),
 /// echoes its stderr, and returns its stdout; killed after `limit`.
 pub fn run_self(args: &[String], limit: Duration) -> Result<String, String> {
-    use std::io::Read;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut child = Command::new(exe)
+    let child = Command::new(exe)
         .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
         .spawn()
         .map_err(|e| format!("cannot re-run myself: {e}"))?;
-    let mut stdout = child.stdout.take().ok_or("no stdout")?;
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let status = wait_bounded(&mut child, limit)?;
-    let out = reader.join().unwrap_or_default();
+    let (status, out) = stdout_bounded(child, limit)?;
+    let out = String::from_utf8_lossy(&out).into_owned();
     if !status.success() {
         return Err(format!("child {args:?} failed ({status}): {out}"));
     }

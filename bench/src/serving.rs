@@ -15,7 +15,9 @@ use serde_json::{json, Value};
 use pcad::pki::ocsp;
 use pcad::pki::HashAlg;
 
-use crate::{field, load_average, mb, tagged_fields, tempdir, timed, wait_bounded, APPKEY};
+use crate::{
+    field, load_average, mb, stdout_bounded, tagged_fields, tempdir, timed, wait_bounded, APPKEY,
+};
 
 /// What part (b) is asked for.
 pub struct ServingOptions {
@@ -119,20 +121,12 @@ fn envelope_body(v: Value) -> Result<Value, String> {
 
 /// Runs a command with stdout captured (stderr to ours), killed after `limit`.
 fn output_bounded(mut c: Command, limit: Duration) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    let mut child = c
+    let child = c
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("{c:?}: {e}"))?;
-    let mut out = child.stdout.take().ok_or("no stdout")?;
-    let reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let status = wait_bounded(&mut child, limit)?;
-    let v = reader.join().unwrap_or_default();
+    let (status, v) = stdout_bounded(child, limit)?;
     if !status.success() {
         return Err(format!(
             "{:?} failed ({status}): {}",

@@ -12,9 +12,6 @@
 //! host does); `split` pins the daemon to CPU 0 and the load generator to the others (as
 //! `taskset -a -p` would), and compares with the raw rate on CPU 0 alone.
 
-#[path = "../issue/mod.rs"]
-mod issue;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -24,14 +21,14 @@ use bytes::Bytes;
 use hyper::Method;
 use serde_json::{json, Value};
 
-use issue::client::{Conn, Endpoint};
-use issue::daemon::Daemon;
-use issue::load::{self, Outcome, Spec};
-use issue::{csr, diag, raw, sys};
 use pcad::hsm::Hsm;
 use pcad::pki::SignatureAlgorithm;
+use pcad_bench::issue::client::{Conn, Endpoint};
+use pcad_bench::issue::daemon::Daemon;
+use pcad_bench::issue::load::{self, Outcome, Spec};
+use pcad_bench::issue::{csr, diag, raw};
+use pcad_bench::{sys, APPKEY};
 
-const APPKEY: &str = "bench";
 const USAGE: &str = "usage: issue-bench [--pcad PATH] [--secs N] [--warmup N] [--raw-secs N] \
     [--layout shared|split|both] [--csrs N] [--no-ocsp] [--no-floor] [--keep]\n\
     (PCAD_BIN in the environment is the default of --pcad)";
@@ -315,25 +312,31 @@ fn bench(
             let outcome = rt.block_on(load::run(Arc::clone(&endpoint), spec, daemon.pid))?;
             Ok::<_, String>((label, clients, outcome))
         };
+        // An issuance run, printed with its ratio to issuer `k`'s raw signing rate.
+        let issue_run = |label: &str, clients: usize, path: String, k: usize| {
+            let (label, clients, outcome) = run(
+                label.to_owned(),
+                clients,
+                Method::POST,
+                path,
+                Arc::clone(&bodies),
+                o.window,
+            )?;
+            let ratio = outcome.rate() / raw_rates[k];
+            let model = cpu_model(&outcome, raw_cpu_ms[k], layout);
+            Row {
+                label: &label,
+                clients,
+                outcome: &outcome,
+                ratio: Some((ratio, model)),
+            }
+            .print();
+            Ok::<_, String>((outcome, ratio, model))
+        };
         for (k, issuer) in [&setup.p256, &setup.rsa].into_iter().enumerate() {
             for clients in [8, 32] {
-                let (label, clients, outcome) = run(
-                    issuer.label.to_owned(),
-                    clients,
-                    Method::POST,
-                    issuer.issue_path(),
-                    Arc::clone(&bodies),
-                    o.window,
-                )?;
-                let ratio = outcome.rate() / raw_rates[k];
-                let model = cpu_model(&outcome, raw_cpu_ms[k], layout);
-                Row {
-                    label: &label,
-                    clients,
-                    outcome: &outcome,
-                    ratio: Some((ratio, model)),
-                }
-                .print();
+                let (outcome, ratio, model) =
+                    issue_run(issuer.label, clients, issuer.issue_path(), k)?;
                 summary.push(format!(
                     "{:<6} {:<9} {clients:>2} clients: {:>6.0} issued/s = {ratio:.2} x raw {:.0}/s ({}); CPU model {model:.2}",
                     layout.name,
@@ -345,23 +348,7 @@ fn bench(
             }
         }
         if o.ocsp_run {
-            let (label, clients, outcome) = run(
-                "P-256 +OCSP".into(),
-                32,
-                Method::POST,
-                setup.p256_ocsp.issue_path(),
-                Arc::clone(&bodies),
-                o.window,
-            )?;
-            let ratio = outcome.rate() / raw_rates[0];
-            let model = cpu_model(&outcome, raw_cpu_ms[0], layout);
-            Row {
-                label: &label,
-                clients,
-                outcome: &outcome,
-                ratio: Some((ratio, model)),
-            }
-            .print();
+            issue_run("P-256 +OCSP", 32, setup.p256_ocsp.issue_path(), 0)?;
         }
         if o.floor_runs {
             let store = format!("/v2.0/appkeys/{APPKEY}/ca-stores/{}", setup.floor_store);

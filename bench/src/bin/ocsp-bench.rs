@@ -27,7 +27,7 @@ use pcad::pki::{HashAlg, KeyAlgorithm, SignatureAlgorithm, Signer};
 use pcad::store::{OcspRow, OcspSetChunks};
 use pcad_bench::{
     context_switches, cpu_time, field, issuer_key, key_by_name, key_name, load_average,
-    machine_header, mb, mem, populate_serials, run_self, tagged_fields, timed, trim_heap,
+    machine_header, mb, mem, populate_serials, run_self, sys, tagged_fields, timed, trim_heap,
     FakeSigner, Lab,
 };
 
@@ -255,21 +255,21 @@ fn child_a(args: &[String]) -> Result<(), String> {
 
     let cpu0 = cpu_time();
     let cs0 = context_switches();
-    let raw_mark = monotonic();
+    let raw_mark = sys::monotonic();
     let raw = raw_rate(&lab.hsm, &key_id, alg, lab.sessions, raw_secs)?;
     let raw_cpu = cpu_time() - cpu0;
     let cs1 = context_switches();
     if std::env::var_os("PCAD_BENCH_MARKS").is_some() {
         eprintln!(
             "raw window (CLOCK_MONOTONIC): {raw_mark:.6},{:.6}",
-            monotonic()
+            sys::monotonic()
         );
     }
     let raw_more = raw_rate(&lab.hsm, &key_id, alg, lab.sessions + 2, raw_secs)?;
     let raw_one = raw_rate(&lab.hsm, &key_id, alg, 1, raw_secs)?;
 
     let cpu0 = cpu_time();
-    let mark = monotonic();
+    let mark = sys::monotonic();
     let stats = lab
         .publisher
         .refresh_now(&store)
@@ -279,7 +279,7 @@ fn child_a(args: &[String]) -> Result<(), String> {
         // For `perf record -k CLOCK_MONOTONIC` + `perf report --time START,END`.
         eprintln!(
             "refresh window (CLOCK_MONOTONIC): {mark:.6},{:.6}",
-            monotonic()
+            sys::monotonic()
         );
     }
     if stats.failed > 0 {
@@ -401,17 +401,6 @@ fn child_a(args: &[String]) -> Result<(), String> {
         (cs1.1 - cs0.1) as f64 / (raw * raw_secs),
     );
     Ok(())
-}
-
-/// CLOCK_MONOTONIC seconds (what `perf record -k CLOCK_MONOTONIC` stamps samples with).
-fn monotonic() -> f64 {
-    // SAFETY: clock_gettime writes into the timespec we hand it.
-    let mut t: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; CLOCK_MONOTONIC is always valid.
-    unsafe {
-        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t);
-    }
-    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
 }
 
 /// Signatures per second of `threads` threads calling `Hsm::sign` on 250-byte messages.

@@ -17,7 +17,7 @@ use pcad::pki::der_util::{self, tag};
 use pcad::store::{Db, StoreRecord};
 use sled::Transactional;
 
-use super::sys;
+use crate::sys;
 
 /// Writer thread counts of the storage measurements.
 pub const WRITERS: [usize; 3] = [1, 8, 32];
@@ -258,11 +258,11 @@ pub struct CsrCost {
 /// Measures `CsrCost` over `csrs` (P-256, SHA-256).
 pub fn csr_check(csrs: &[(String, String)]) -> Result<CsrCost, String> {
     let n = csrs.len().max(1) as f64;
-    let t = thread_cpu_seconds();
+    let t = sys::thread_cpu_seconds();
     for (_, pem) in csrs {
         pcad::pki::csr::parse(pem).map_err(|e| e.to_string())?;
     }
-    let pcad = (thread_cpu_seconds() - t) * 1e6 / n;
+    let pcad = (sys::thread_cpu_seconds() - t) * 1e6 / n;
 
     let parts: Vec<Signed> = csrs
         .iter()
@@ -271,7 +271,7 @@ pub fn csr_check(csrs: &[(String, String)]) -> Result<CsrCost, String> {
     let ossl = |e: openssl::error::ErrorStack| e.to_string();
     let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).map_err(ossl)?;
     let mut ctx = BigNumContext::new().map_err(ossl)?;
-    let t = thread_cpu_seconds();
+    let t = sys::thread_cpu_seconds();
     for Signed {
         info,
         point,
@@ -286,9 +286,9 @@ pub fn csr_check(csrs: &[(String, String)]) -> Result<CsrCost, String> {
             return Err("CSR signature does not verify".into());
         }
     }
-    let openssl_point = (thread_cpu_seconds() - t) * 1e6 / n;
+    let openssl_point = (sys::thread_cpu_seconds() - t) * 1e6 / n;
 
-    let t = thread_cpu_seconds();
+    let t = sys::thread_cpu_seconds();
     for Signed {
         info,
         point,
@@ -299,23 +299,12 @@ pub fn csr_check(csrs: &[(String, String)]) -> Result<CsrCost, String> {
             .verify(info, signature)
             .map_err(|_| "CSR signature does not verify (ring)")?;
     }
-    let ring = (thread_cpu_seconds() - t) * 1e6 / n;
+    let ring = (sys::thread_cpu_seconds() - t) * 1e6 / n;
     Ok(CsrCost {
         pcad,
         openssl_point,
         ring,
     })
-}
-
-/// CPU seconds used by the calling thread.
-fn thread_cpu_seconds() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec through a valid pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 /// What a CSR's signature check needs.

@@ -10,7 +10,7 @@ use hyper::Method;
 use tokio::sync::Barrier;
 
 use super::client::{envelope_body, Conn, Endpoint};
-use super::sys;
+use crate::sys;
 
 /// What to send.
 pub struct Spec {
@@ -101,22 +101,21 @@ pub async fn run(endpoint: Arc<Endpoint>, spec: Spec, daemon_pid: u32) -> Result
         .collect();
     barrier.wait().await;
 
+    // CPU seconds of the daemon, of this process and of the machine, and the wall clock.
+    let sample = || {
+        (
+            sys::cpu_seconds(&daemon_pid.to_string()),
+            sys::cpu_seconds("self"),
+            sys::machine_busy_seconds(),
+            Instant::now(),
+        )
+    };
     tokio::time::sleep_until(start.into()).await;
-    let (d0, c0, m0, w0) = (
-        sys::cpu_seconds(&daemon_pid.to_string()),
-        sys::cpu_seconds("self"),
-        sys::machine_busy_seconds(),
-        Instant::now(),
-    );
+    let (d0, c0, m0, w0) = sample();
     let trace_length = spec.window.mul_f64(0.6).max(Duration::from_secs(1));
     let counters = tokio::spawn(count_events(daemon_pid, trace_length));
     tokio::time::sleep_until(end.into()).await;
-    let (d1, c1, m1, w1) = (
-        sys::cpu_seconds(&daemon_pid.to_string()),
-        sys::cpu_seconds("self"),
-        sys::machine_busy_seconds(),
-        Instant::now(),
-    );
+    let (d1, c1, m1, w1) = sample();
     let cpu_secs = (w1 - w0).as_secs_f64();
     let cores = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) => (b - a) / cpu_secs,

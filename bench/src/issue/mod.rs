@@ -1,5 +1,5 @@
 //! The pieces of `issue-bench`: the daemon under test, its mutual-TLS client, the CSRs, the
-//! raw HSM reference, measured runs, in-process diagnostics and the process facts around them.
+//! raw HSM reference, measured runs, and in-process diagnostics.
 
 pub mod client;
 pub mod csr;
@@ -7,4 +7,3 @@ pub mod daemon;
 pub mod diag;
 pub mod load;
 pub mod raw;
-pub mod sys;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use pcad::hsm::{Hsm, KeyId};
 use pcad::pki::SignatureAlgorithm;
 
-use super::sys;
+use crate::sys;
 
 /// The CKA_ID of the private key labelled `label` (pcad labels issuer keys
 /// `pcad/<appkey>/<store>/<certId>`).

@@ -1,7 +1,8 @@
-//! Linux process facts the benchmark reports or changes: CPU affinity (what `taskset -a -p`
-//! does), CPU time used, and the load average.
+//! Linux process facts the benchmarks report or change: CPU affinity (what `taskset -a -p`
+//! does), CPU time used, memory, clocks and the load average.
 
 use std::fs;
+use std::time::Duration;
 
 /// How many CPUs this process may run on.
 pub fn cpu_count() -> usize {
@@ -44,6 +45,26 @@ pub fn cpu_seconds(pid: &str) -> Option<f64> {
     Some(ticks as f64 / clock_ticks()?)
 }
 
+fn clock_seconds(clock: libc::clockid_t) -> f64 {
+    // SAFETY: clock_gettime writes into the timespec we hand it; a zeroed timespec is valid.
+    let mut t: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; the callers pass clocks Linux always has.
+    unsafe {
+        libc::clock_gettime(clock, &mut t);
+    }
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+}
+
+fn rusage() -> libc::rusage {
+    // SAFETY: getrusage writes into the struct we hand it; a zeroed rusage is a valid value.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_SELF is always valid.
+    unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+    }
+    u
+}
+
 fn clock_ticks() -> Option<f64> {
     // SAFETY: sysconf only reads a configuration value.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -75,6 +96,70 @@ pub fn load_average() -> String {
     fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Memory figures of this process, in bytes, from `/proc/self/status`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Mem {
+    /// Resident now (`VmRSS`).
+    pub rss: u64,
+    /// Peak resident since start or the last `reset_peak` (`VmHWM`).
+    pub hwm: u64,
+}
+
+/// Reads `VmRSS` and `VmHWM`.
+pub fn mem() -> Mem {
+    let text = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or(0)
+    };
+    Mem {
+        rss: field("VmRSS:"),
+        hwm: field("VmHWM:"),
+    }
+}
+
+/// CPU time (user + system) this process has used so far, all threads.
+pub fn cpu_time() -> Duration {
+    let u = rusage();
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// Context switches of this process so far (all threads): (voluntary, involuntary). Many
+/// voluntary switches per operation mean threads wait on each other (a lock), involuntary ones
+/// that they wait for a CPU.
+pub fn context_switches() -> (u64, u64) {
+    let u = rusage();
+    (u.ru_nvcsw as u64, u.ru_nivcsw as u64)
+}
+
+/// Resets `VmHWM` to the current RSS (Linux ≥ 4.0: `echo 5 > /proc/self/clear_refs`).
+pub fn reset_peak() -> bool {
+    fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Gives freed heap back to the kernel, so that RSS readings after a drop mean something.
+pub fn trim_heap() {
+    // SAFETY: malloc_trim only walks glibc's own arenas; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// CLOCK_MONOTONIC seconds (what `perf record -k CLOCK_MONOTONIC` stamps samples with).
+pub fn monotonic() -> f64 {
+    clock_seconds(libc::CLOCK_MONOTONIC)
+}
+
+/// CPU seconds used by the calling thread.
+pub fn thread_cpu_seconds() -> f64 {
+    clock_seconds(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
 /// `0-1`, `0`, `1,3`: CPUs as a short list.
