@@ -18,7 +18,7 @@ import sys
 def module_of(rel):
     """src-relative file path -> module path (tuple of names)."""
     parts = rel[:-3].split(os.sep)
-    if parts[-1] in ("mod", "lib", "main"):
+    if parts[-1] in ("mod", "lib"):
         parts = parts[:-1]
     return tuple(parts)
 
@@ -79,7 +79,9 @@ def main():
     texts = {}
     for root, _, files in os.walk(src):
         for f in files:
-            if f.endswith(".rs") and f != "tests.rs":
+            # main.rs is the binary's root (it reaches the library as `pcad::`); tests.rs holds
+            # unit tests.
+            if f.endswith(".rs") and f not in ("tests.rs", "main.rs"):
                 rel = os.path.relpath(os.path.join(root, f), src)
                 with open(os.path.join(root, f), encoding="utf-8") as fh:
                     texts[module_of(rel)] = strip(fh.read())
