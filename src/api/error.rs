@@ -10,6 +10,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: u32,
     pub message: String,
+    /// The methods of the route, for the `Allow` header of a 405 (RFC 9110 §15.5.6).
+    pub allow: Option<&'static str>,
 }
 
 impl ApiError {
@@ -18,6 +20,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            allow: None,
         }
     }
 
@@ -56,12 +59,16 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, 40900, message)
     }
 
-    pub fn method_not_allowed() -> ApiError {
-        Self::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            40500,
-            "method not allowed on this route",
-        )
+    /// `allow`: the route's methods, sent in the `Allow` header.
+    pub fn method_not_allowed(allow: &'static str) -> ApiError {
+        ApiError {
+            allow: Some(allow),
+            ..Self::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                40500,
+                format!("method not allowed on this route; allowed: {allow}"),
+            )
+        }
     }
 
     pub fn too_large() -> ApiError {

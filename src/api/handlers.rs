@@ -25,8 +25,9 @@ pub(super) async fn route(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Reply, ApiError> {
+    let allow = m.route.allow();
     if !super::known_method(method) {
-        return Err(ApiError::method_not_allowed());
+        return Err(ApiError::method_not_allowed(allow));
     }
     // HEAD is GET without the body (hyper leaves the body out).
     let method = if method == Method::HEAD {
@@ -37,6 +38,7 @@ pub(super) async fn route(
     let appkey = m.appkey.clone();
     match (method.clone(), m.route, caller) {
         (Method::GET, Route::Healthz, _) => Ok(health(api)),
+        (Method::GET, Route::OpenApi, _) => Ok(super::reference::openapi()),
         (Method::GET, Route::CrlDer(s, c), _) => {
             revocation::crl(api, appkey, s, c, CrlForm::Der).await
         }
@@ -50,7 +52,7 @@ pub(super) async fn route(
             revocation::ocsp(api, &appkey, s, Some(&path), headers, &body).await,
         )),
         (_, route, Some(who)) => management(api, method, route, who, query, body).await,
-        (_, _, None) => Err(ApiError::method_not_allowed()),
+        (_, _, None) => Err(ApiError::method_not_allowed(allow)),
     }
 }
 
@@ -294,7 +296,7 @@ async fn management_inner(
                 remove_roots_from_chain,
             )?))
         }
-        (_, _) => Err(ApiError::method_not_allowed()),
+        (_, route) => Err(ApiError::method_not_allowed(route.allow())),
     }
 }
 

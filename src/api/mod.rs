@@ -9,6 +9,7 @@ mod error;
 pub mod fuzzing;
 mod handlers;
 mod leaf_body;
+mod reference;
 mod revocation;
 pub mod route;
 mod views;
@@ -149,7 +150,7 @@ impl Api {
         let matched =
             route::parse(path)?.ok_or_else(|| ApiError::not_found(format!("no route {path}")))?;
         *route_name = matched.route.name();
-        if listener == Listener::Public && !matched.route.is_public(&parts.method) {
+        if listener == Listener::Public && !matched.route.on_public_listener(&parts.method) {
             return Err(ApiError::not_found(format!(
                 "no route {path} on the public listener"
             )));
@@ -282,6 +283,10 @@ pub fn error_response(e: ApiError) -> Response<Full<Bytes>> {
     let mut r = envelope(e.status, e.code, &e.message, Value::Null);
     r.headers_mut()
         .insert("cache-control", HeaderValue::from_static("no-store"));
+    if let Some(allow) = e.allow {
+        r.headers_mut()
+            .insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
+    }
     r
 }
 

@@ -26,6 +26,8 @@ pub enum Route {
     /// GET `.../ocsp/{request}`: the raw (still percent-encoded) rest of the path.
     OcspGet(u64, String),
     AuditEvents,
+    /// GET `/openapi.json`: the API reference (API listener only).
+    OpenApi,
 }
 
 impl Route {
@@ -48,6 +50,26 @@ impl Route {
             Route::Ocsp(_) => "ocsp_post",
             Route::OcspGet(..) => "ocsp_get",
             Route::AuditEvents => "audit_events",
+            Route::OpenApi => "openapi",
+        }
+    }
+
+    /// The methods the route answers, as the `Allow` header of a 405 lists them.
+    pub fn allow(&self) -> &'static str {
+        match self {
+            Route::Stores | Route::Certs(_) | Route::Templates(_) | Route::Crl(..) => {
+                "GET, HEAD, POST"
+            }
+            Route::Store(_) | Route::Template(..) => "GET, HEAD, PUT, DELETE",
+            Route::CertRevoke(..) | Route::TemplateIssue(..) | Route::Ocsp(_) => "POST",
+            Route::Healthz
+            | Route::Cert(..)
+            | Route::CertDownload(..)
+            | Route::CrlDer(..)
+            | Route::CrlPem(..)
+            | Route::OcspGet(..)
+            | Route::AuditEvents
+            | Route::OpenApi => "GET, HEAD",
         }
     }
 
@@ -56,8 +78,15 @@ impl Route {
         match self {
             Route::Healthz | Route::CrlDer(..) | Route::CrlPem(..) | Route::OcspGet(..) => true,
             Route::Ocsp(_) => method == Method::POST,
+            Route::OpenApi => true,
             _ => false,
         }
+    }
+
+    /// Served on the public listener (every other route is 404 there): the public routes
+    /// except the API reference, which belongs to the API listener.
+    pub fn on_public_listener(&self, method: &Method) -> bool {
+        self.is_public(method) && *self != Route::OpenApi
     }
 }
 
@@ -74,6 +103,12 @@ pub fn parse(path: &str) -> Result<Option<Matched>, ApiError> {
         return Ok(Some(Matched {
             appkey: String::new(),
             route: Route::Healthz,
+        }));
+    }
+    if path == "/openapi.json" {
+        return Ok(Some(Matched {
+            appkey: String::new(),
+            route: Route::OpenApi,
         }));
     }
     let Some(rest) = path.strip_prefix("/v2.0/appkeys/") else {
