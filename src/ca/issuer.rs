@@ -4,7 +4,7 @@
 use super::{now, random_serial, Actor, Ca, CaError, Target};
 use crate::pki::cert::{self, BasicConstraints, CertParams, KeyUsage, Sans, SubjectInfo};
 use crate::pki::{KeyAlgorithm, SignatureAlgorithm};
-use crate::store::{CertRecord, CertType, IssuerKey, SerialRecord, StoreRecord};
+use crate::store::{CertRecord, CertType, IdKind, IssuerKey, SerialRecord, StoreRecord};
 
 /// How long a certificate is valid: the seed's `ttlValue` | `specificDate`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,7 +80,7 @@ impl Ca {
             return Err(CaError::HsmUnavailable("no key was generated".into()));
         }
 
-        let id = self.db.next_id()?;
+        let id = self.db.next_id_of(IdKind::Cert)?;
         let label = format!("pcad/{appkey}/{store_id}/{id}");
         let key = self.hsm.generate_key(p.key, &label)?;
         let result = self.sign_and_store_issuer(

@@ -9,7 +9,7 @@ use crate::pki::csr::Csr;
 use crate::pki::keygen::SoftKey;
 use crate::pki::Signer;
 
-use crate::store::{CertRecord, CertType, Revocation, SerialRecord, TemplateRecord};
+use crate::store::{CertRecord, CertType, IdKind, Revocation, SerialRecord, TemplateRecord};
 
 /// GENERATE or SIGN.
 #[derive(Clone, Debug)]
@@ -156,7 +156,7 @@ impl Ca {
         let (der, info) = cert::issue_with_info(&params, &signer)?;
 
         let cert_id = if t.spec.store_in_server {
-            Some(self.db.next_id()?)
+            Some(self.db.next_id_of(IdKind::Cert)?)
         } else {
             None
         };

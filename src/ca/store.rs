@@ -2,7 +2,7 @@
 
 use super::{now, Actor, Ca, CaError, Target};
 use crate::hsm::KeyId;
-use crate::store::{Page, PendingDestroy, StoreRecord};
+use crate::store::{IdKind, Page, PendingDestroy, StoreRecord};
 
 /// A checked Create/Modify Store body.
 #[derive(Clone, Debug)]
@@ -20,7 +20,7 @@ impl Ca {
         let appkey = who.appkey.as_str();
         let t = now();
         let rec = StoreRecord {
-            id: self.db.next_id()?,
+            id: self.db.next_id_of(IdKind::Store)?,
             appkey: appkey.to_owned(),
             name: p.name,
             description: p.description,

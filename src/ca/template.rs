@@ -2,7 +2,7 @@
 
 use super::{now, Actor, Ca, CaError, Target};
 use crate::pki::cert;
-use crate::store::{Page, TemplateRecord, TemplateSpec};
+use crate::store::{IdKind, Page, TemplateRecord, TemplateSpec};
 
 impl Ca {
     pub fn create_template(
@@ -14,7 +14,14 @@ impl Ca {
         let appkey = who.appkey.as_str();
         self.check_template(appkey, store_id, &p)?;
         let t = now();
-        let rec = record(self.db.next_id()?, appkey, store_id, p, t, t);
+        let rec = record(
+            self.db.next_id_of(IdKind::Template)?,
+            appkey,
+            store_id,
+            p,
+            t,
+            t,
+        );
         self.db.insert_template(&rec)?;
         self.audit(
             who,

@@ -43,7 +43,7 @@ fn prefix(appkey: &str) -> Vec<u8> {
 impl Db {
     /// Appends an event (made durable by the caller's next `durable()`).
     pub fn append_audit(&self, mut event: AuditEvent) -> Result<AuditEvent, StoreError> {
-        event.event_id = self.next_id()?;
+        event.event_id = self.next_id_of(super::IdKind::Audit)?;
         let mut k = prefix(&event.appkey);
         k.extend_from_slice(&event.event_id.to_be_bytes());
         self.trees.audit.insert(k, encode(&event))?;

@@ -3,11 +3,13 @@
 
 mod audit;
 mod durable;
+mod ids;
 mod ocsp;
 mod records;
 mod trees;
 
 pub use audit::{AuditEvent, AuditFilter, PendingDestroy};
+pub use ids::IdKind;
 pub use ocsp::{OcspRow, OcspRowRef, OcspSetChunks};
 pub use records::{
     CertRecord, CertType, CrlRecord, IssuerKey, Revocation, SerialRecord, StoreRecord,
@@ -68,6 +70,7 @@ impl Db {
         let syncer = std::sync::Arc::new(Syncer::new(db.clone(), path));
         let this = Db { db, trees, syncer };
         this.check_schema()?;
+        this.init_id_counters()?;
         Ok(this)
     }
 
@@ -108,7 +111,9 @@ impl Db {
         self.syncer.sync()
     }
 
-    /// A fresh id: positive, never repeated, even across crashes.
+    /// A fresh id for internal records (OCSP sets and the like): positive, never repeated, even
+    /// across crashes, but sparse (sled's generator jumps on reopen). Ids users see come from
+    /// [`Db::next_id_of`], one dense sequence per kind.
     pub fn next_id(&self) -> Result<u64, StoreError> {
         Ok(self.db.generate_id()? + 1)
     }

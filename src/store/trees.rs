@@ -12,12 +12,14 @@ use super::{decode, encode, Db, StoreError};
 pub(super) struct Trees {
     pub(super) meta: sled::Tree,
     pub(super) audit: sled::Tree,
-    stores: sled::Tree,
+    /// Per-kind id counters (`ids.rs`).
+    pub(super) ids: sled::Tree,
+    pub(super) stores: sled::Tree,
     store_names: sled::Tree,
-    certs: sled::Tree,
+    pub(super) certs: sled::Tree,
     store_certs: sled::Tree,
     pub(super) serials: sled::Tree,
-    templates: sled::Tree,
+    pub(super) templates: sled::Tree,
     store_templates: sled::Tree,
     template_names: sled::Tree,
     crls: sled::Tree,
@@ -32,6 +34,7 @@ impl Trees {
         Ok(Trees {
             meta: db.open_tree("meta")?,
             audit: db.open_tree("audit")?,
+            ids: db.open_tree("ids")?,
             stores: db.open_tree("stores")?,
             store_names: db.open_tree("store_names")?,
             certs: db.open_tree("certs")?,
