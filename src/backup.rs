@@ -49,6 +49,7 @@ pub fn backup(config_path: &Path, out: &Path) -> Result<String, String> {
     let tmp = out.with_file_name(tmp_name);
     let _ = std::fs::remove_file(&tmp);
     let file = OpenOptions::new()
+        .read(true)
         .write(true)
         .create_new(true)
         .mode(0o600)
