@@ -214,6 +214,9 @@ def test_backup_check_finds_a_missing_key_and_damage_is_refused(tmp_path_factory
         ids = re.findall(r"(?m)^  ([0-9a-f]+)  present in the token$", out)
         assert len(ids) == 2, out
         env.daemon.stop()
+        # With pcad stopped, backup reads the database itself.
+        offline = pcad_cmd("backup", "--config", env.config, "--out", snap.with_name("off"))
+        assert "pcad not running" in offline.stdout and "verified" in offline.stdout
         pin = env.pin()
         victim = ids[0]
         run(["pkcs11-tool", "--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label",

@@ -103,6 +103,7 @@ enum Command {
 enum QuickstartAction {
     /// Mints a client certificate NAME from the quickstart's client CA (DIR/tls/ca.pem) and
     /// adds its [[access]] entry to DIR/pcad.toml; a running pcad picks it up on SIGHUP.
+    #[command(after_help = AFTER_HELP)]
     AddClient {
         /// The identity: the certificate's common name, and DIR/tls/NAME.pem|.key.
         name: String,
