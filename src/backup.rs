@@ -169,7 +169,7 @@ pub fn restore(config_path: &Path, input: &Path) -> Result<String, String> {
         info.entries,
         info.trees,
         info.certificates,
-        info.created_at
+        utc(info.created_at)
     ))
 }
 
@@ -181,8 +181,9 @@ pub fn check(config_path: &Path, input: &Path) -> Result<(String, bool), String>
     let complete = info.key_ids.iter().all(|k| present.contains(k));
     Ok((
         format!(
-            "pcad backup-check: {} is intact ({} rows, {} certificates, schema {}); token {:?}:\n{}",
+            "pcad backup-check: {} is intact (taken {}, {} rows, {} certificates, schema {}); token {:?}:\n{}",
             input.display(),
+            utc(info.created_at),
             info.entries,
             info.certificates,
             info.schema_version,
@@ -199,6 +200,13 @@ fn token_keys(config: &Config) -> Result<BTreeSet<String>, String> {
     let hsm = Hsm::open(&config.hsm, pin).map_err(|e| format!("HSM: {e}"))?;
     let keys = hsm.list_keys().map_err(|e| format!("HSM: {e}"))?;
     Ok(keys.into_iter().map(|k| k.id.to_hex()).collect())
+}
+
+fn utc(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0).map_or_else(
+        || unix.to_string(),
+        |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    )
 }
 
 fn key_list(info: &SnapshotInfo, present: Option<&BTreeSet<String>>) -> String {

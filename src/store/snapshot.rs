@@ -451,3 +451,87 @@ mod tests {
         });
     }
 }
+
+/// Every `Db` method in `src/store/` that writes must hold the snapshot gate, or a snapshot
+/// could see half of it. A source check, so that methods added later (new records) cannot
+/// forget it: a method whose body calls a sled write must call `self.writing()`.
+#[cfg(test)]
+mod gate_tests {
+    /// Methods that write without the gate on purpose: open-time set-up (nothing else runs
+    /// yet) and the snapshot itself.
+    const EXEMPT: [&str; 3] = ["check_schema", "init_id_counters", "write_snapshot"];
+    const WRITES: [&str; 8] = [
+        ".insert(",
+        ".remove(",
+        ".transaction(",
+        ".apply_batch(",
+        ".update_and_fetch(",
+        ".fetch_and_update(",
+        ".compare_and_swap(",
+        ".clear()",
+    ];
+
+    #[test]
+    fn every_write_method_holds_the_gate() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store");
+        let mut missing = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            // Production code only: what precedes the first test module.
+            let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+            let mut in_db = false;
+            let mut current: Option<(String, String)> = None;
+            let mut check = |f: Option<(String, String)>| {
+                if let Some((name, body)) = f {
+                    let writes = WRITES.iter().any(|w| body.contains(w));
+                    if writes
+                        && !body.contains("self.writing()")
+                        && !EXEMPT.contains(&name.as_str())
+                    {
+                        missing.push(format!("{}: {name}", path.display()));
+                    }
+                }
+            };
+            for line in text.lines() {
+                if line.starts_with("impl Db") {
+                    in_db = true;
+                    continue;
+                }
+                if line == "}" {
+                    check(current.take());
+                    in_db = false;
+                    continue;
+                }
+                if !in_db {
+                    continue;
+                }
+                let head = line.trim_start();
+                let is_fn = line.starts_with("    ") && !line.starts_with("     ") && {
+                    let h = head
+                        .trim_start_matches("pub(super) ")
+                        .trim_start_matches("pub(crate) ")
+                        .trim_start_matches("pub ");
+                    h.starts_with("fn ")
+                };
+                if is_fn {
+                    check(current.take());
+                    let name = head.split("fn ").nth(1).unwrap_or_default();
+                    let name = name.split(['(', '<']).next().unwrap_or_default().to_owned();
+                    current = Some((name, String::new()));
+                } else if let Some((_, body)) = current.as_mut() {
+                    body.push_str(line);
+                    body.push('\n');
+                }
+            }
+            check(current.take());
+        }
+        assert!(
+            missing.is_empty(),
+            "write methods without `let _writing = self.writing();`: {missing:?}"
+        );
+    }
+}
