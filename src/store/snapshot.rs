@@ -261,6 +261,33 @@ pub fn restore_snapshot(file: &Path, db_path: &Path) -> Result<SnapshotInfo, Sto
             )));
         }
     }
+    let existed = db_path.exists();
+    let loaded = load_rows(file, db_path);
+    if loaded.is_err() {
+        // Verified above, so this is an I/O failure: leave the path as it was (missing or empty).
+        if existed {
+            if let Ok(entries) = std::fs::read_dir(db_path) {
+                for e in entries.flatten() {
+                    let p = e.path();
+                    let _ = if p.is_dir() {
+                        std::fs::remove_dir_all(&p)
+                    } else {
+                        std::fs::remove_file(&p)
+                    };
+                }
+            }
+        } else {
+            let _ = std::fs::remove_dir_all(db_path);
+        }
+    }
+    loaded?;
+    Db::open(db_path)?.durable()?;
+    Ok(info)
+}
+
+/// The rows of the (verified) snapshot `file` into a new database at `db_path`.
+fn load_rows(file: &Path, db_path: &Path) -> Result<(), StoreError> {
+    let open = || std::fs::File::open(file);
     {
         let db = Db::open(db_path)?;
         // What Db::open just wrote (schema version, counters) is replaced by the snapshot's.
@@ -293,8 +320,7 @@ pub fn restore_snapshot(file: &Path, db_path: &Path) -> Result<SnapshotInfo, Sto
         }
         db.durable()?;
     }
-    Db::open(db_path)?.durable()?;
-    Ok(info)
+    Ok(())
 }
 
 #[cfg(test)]
