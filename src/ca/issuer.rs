@@ -197,6 +197,8 @@ impl Ca {
             not_after: rec.not_after,
             revocation: None,
         };
+        // A snapshot (`pcad backup`) sees this write and its publishing whole or not at all.
+        let _whole = self.db.operation();
         self.db.insert_cert(Some(&rec), &serial_rec)?;
         let target = Target {
             store: Some(store.id),

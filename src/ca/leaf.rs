@@ -196,6 +196,8 @@ impl Ca {
             not_after: info.not_after,
             revocation: None,
         };
+        // A snapshot (`pcad backup`) sees this write and its publishing whole or not at all.
+        let _whole = self.db.operation();
         self.db.insert_cert(rec.as_ref(), &serial_rec)?;
         let target = Target {
             store: Some(store_id),
@@ -254,6 +256,8 @@ impl Ca {
                 other => other,
             });
         }
+        // A snapshot (`pcad backup`) sees this write and its publishing whole or not at all.
+        let _whole = self.db.operation();
         let rec = self.db.revoke(&cert, Revocation { at: now(), reason })?;
         let target = Target {
             store: Some(store_id),

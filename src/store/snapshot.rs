@@ -1,9 +1,10 @@
 //! Consistent snapshots of the whole database (`pcad backup` / `pcad restore`), taken while
 //! pcad serves.
 //!
-//! Every write method of `Db` holds the read side of a gate for the duration of its writes; a
-//! snapshot holds the write side while it reads every tree, so it sees each write method's
-//! effects whole or not at all, as at one instant. Writers wait meanwhile (reads, OCSP and CRL
+//! Every write method of `Db` holds the read side of a gate for the duration of its writes, and
+//! domain operations of several writes (issue, revoke: `Db::operation`) the read side of a
+//! second one; a snapshot holds both write sides while it reads every tree, so it sees each
+//! write method and each operation whole or not at all, as at one instant. Writers wait meanwhile (reads, OCSP and CRL
 //! serving go on). The trees are copied generically, so trees added later travel too.
 //!
 //! The file: `MAGIC`, then records (a tag byte and length-prefixed fields): a tree's name, its
@@ -38,9 +39,13 @@ struct KeyIdOf {
     key_id: String,
 }
 
-/// The gate between write methods (shared) and snapshots (exclusive).
+/// The gates between writers (shared) and snapshots (exclusive): `rw` for each write method,
+/// `ops` for domain operations of several writes (see [`Db::operation`]).
 #[derive(Default)]
-pub(super) struct Gate(RwLock<()>);
+pub(super) struct Gate {
+    rw: RwLock<()>,
+    ops: RwLock<()>,
+}
 
 /// What a snapshot holds, besides its rows.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -93,7 +98,15 @@ fn field(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
 impl Db {
     /// The read side of the snapshot gate: held by every write method while it writes.
     pub(super) fn writing(&self) -> RwLockReadGuard<'_, ()> {
-        self.gate.0.read().unwrap_or_else(|p| p.into_inner())
+        self.gate.rw.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Held by a domain operation made of several writes that a snapshot must see whole or
+    /// not at all: an issuance and its first OCSP response, a revocation and its OCSP
+    /// tombstone, new response and CRL. Otherwise a restore could serve `good` for a
+    /// certificate it lists as revoked. Not re-entrant: an operation must not start another.
+    pub fn operation(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.ops.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Writes a consistent snapshot of every tree to `out` (see the module's text) and
@@ -114,7 +127,9 @@ impl Db {
         };
         let mut key_ids = std::collections::BTreeSet::new();
         {
-            let _all = self.gate.0.write().unwrap_or_else(|p| p.into_inner());
+            // Operations in flight finish first and new ones wait; then single writes.
+            let _ops = self.gate.ops.write().unwrap_or_else(|p| p.into_inner());
+            let _all = self.gate.rw.write().unwrap_or_else(|p| p.into_inner());
             let mut names = self.db.tree_names();
             names.sort();
             for name in names {
