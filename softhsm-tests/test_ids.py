@@ -44,9 +44,13 @@ def test_each_kind_counts_one_two_three_and_continues_after_restart_and_kill9(en
 
     sid, certs, tid = build(api)
     assert (sid, certs, tid) == (1, [1, 2, 3], 1)
-    # A second template and store count on their own.
-    assert api.create_template(sid, leaf_template(2))["templateId"] == 2
-    assert api.create_store(unique("ids"))["caStoreId"] == 2
+    # A second template and store count on their own; refused creations use up no id.
+    tpl = leaf_template(2)
+    assert api.create_template(sid, tpl)["templateId"] == 2
+    assert api.post(f"/{sid}/templates", tpl).status == 409
+    taken = unique("ids")
+    assert api.create_store(taken)["caStoreId"] == 2
+    assert api.post("", {"name": taken}).status == 409
     events = audit_ids(env)
     assert events == list(range(1, len(events) + 1)), events
 

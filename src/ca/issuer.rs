@@ -82,7 +82,14 @@ impl Ca {
 
         let id = self.db.next_id_of(IdKind::Cert)?;
         let label = format!("pcad/{appkey}/{store_id}/{id}");
-        let key = self.hsm.generate_key(p.key, &label)?;
+        let key = match self.hsm.generate_key(p.key, &label) {
+            Ok(key) => key,
+            Err(e) => {
+                // Nothing was written under the id: no gap in the ids.
+                self.db.give_back_id(IdKind::Cert, id)?;
+                return Err(e.into());
+            }
+        };
         let result = self.sign_and_store_issuer(
             who,
             &store,

@@ -31,7 +31,11 @@ impl Ca {
             created_at: t,
             updated_at: t,
         };
-        self.db.insert_store(&rec)?;
+        if let Err(e) = self.db.insert_store(&rec) {
+            // Nothing was written under the id (e.g. the name is taken): no gap in the ids.
+            self.db.give_back_id(IdKind::Store, rec.id)?;
+            return Err(e.into());
+        }
         self.audit(who, "STORE_CREATE", store_target(rec.id), "SUCCESS")?;
         self.db.durable()?;
         Ok(rec)

@@ -22,7 +22,11 @@ impl Ca {
             t,
             t,
         );
-        self.db.insert_template(&rec)?;
+        if let Err(e) = self.db.insert_template(&rec) {
+            // Nothing was written under the id (e.g. the name is taken): no gap in the ids.
+            self.db.give_back_id(IdKind::Template, rec.id)?;
+            return Err(e.into());
+        }
         self.audit(
             who,
             "TEMPLATE_CREATE",

@@ -87,6 +87,23 @@ impl Db {
         read_u64("ids", &next)
     }
 
+    /// Takes back `id`, the last id of `kind` drawn, when nothing was written under it (a
+    /// refused name, an HSM that failed): the next draw hands it out again. Does nothing if
+    /// another id was drawn since, so a sequence only ever has gaps where that happened.
+    pub fn give_back_id(&self, kind: IdKind, id: u64) -> Result<(), StoreError> {
+        let _writing = self.writing();
+        let Some(before) = id.checked_sub(1) else {
+            return Ok(());
+        };
+        // Err(CompareAndSwapError) means another draw came in between: keep the gap.
+        let _ = self.trees.ids.compare_and_swap(
+            kind.key(),
+            Some(&id.to_be_bytes()[..]),
+            Some(&before.to_be_bytes()[..]),
+        )?;
+        Ok(())
+    }
+
     /// The last id of `kind` handed out (0 before the first).
     pub fn last_id_of(&self, kind: IdKind) -> Result<u64, StoreError> {
         match self.trees.ids.get(kind.key())? {
@@ -164,6 +181,19 @@ mod tests {
         seen.push(db.next_id_of(IdKind::Template).unwrap());
         seen.push(db.next_id_of(IdKind::Cert).unwrap());
         assert_eq!(seen, [1, 1, 2, 1, 2, 1, 3]);
+    }
+
+    #[test]
+    fn an_id_given_back_is_drawn_again_unless_another_was_drawn_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let a = db.next_id_of(IdKind::Store).unwrap();
+        db.give_back_id(IdKind::Store, a).unwrap();
+        assert_eq!(db.next_id_of(IdKind::Store).unwrap(), a);
+        let b = db.next_id_of(IdKind::Store).unwrap();
+        let c = db.next_id_of(IdKind::Store).unwrap();
+        db.give_back_id(IdKind::Store, b).unwrap();
+        assert_eq!(db.next_id_of(IdKind::Store).unwrap(), c + 1);
     }
 
     #[test]
