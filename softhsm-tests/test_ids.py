@@ -30,10 +30,11 @@ def audit_ids(pcad):
 def build(api):
     """A store with a root, an intermediate, a template and a leaf kept in the server."""
     sid = api.create_store(unique("ids"))["caStoreId"]
-    root = api.create_issuer(sid, issuer_body("EC", 256, max_depth=1, cn=unique("Ids Root")))
+    root = api.create_issuer(sid, issuer_body("EC", 256, max_depth=1, ttl=10 * 365 * 86400,
+                                              cn=unique("Ids Root")))
     inter = api.create_issuer(sid, issuer_body("EC", 256, kind="INTERMEDIATE",
                                                parent=root["certId"], max_depth=0,
-                                               cn=unique("Ids CA")))
+                                               ttl=5 * 365 * 86400, cn=unique("Ids CA")))
     tid = api.create_template(sid, leaf_template(inter["certId"]))["templateId"]
     leaf = api.issue(sid, tid, leaf_request())
     return sid, [root["certId"], inter["certId"], leaf["certId"]], tid
