@@ -34,7 +34,11 @@ pub fn serve(config_path: &Path) -> Result<(), String> {
     let tls = tls::server_config(&config)?;
     let db_path = config.resolve(&config.storage.path);
     let db = Db::open(&db_path).map_err(|e| e.to_string())?;
-    let _backup_socket = backup::listen(&db_path, db.clone())?;
+    // Serving never depends on it (a path too long for a Unix socket, say): backups then need
+    // pcad stopped.
+    let _backup_socket = backup::listen(&db_path, db.clone())
+        .map_err(|e| log::warn!("{e}; `pcad backup` works only while pcad is stopped"))
+        .ok();
     let hsm = Hsm::open(&config.hsm, pin).map_err(|e| format!("HSM: {e}"))?;
     let runtime = runtime().map_err(|e| format!("runtime: {e}"))?;
     runtime.block_on(run(config, config_path.to_owned(), tls, db, hsm))
