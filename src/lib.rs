@@ -5,6 +5,7 @@
 //! sled (`store`); the CA domain is `ca`, revocation publishing `status`, HTTP `api` and `server`.
 
 pub mod api;
+pub mod backup;
 pub mod ca;
 pub mod clock;
 pub mod config;

@@ -23,6 +23,9 @@ use openssl::x509::extension::{
 use openssl::x509::{X509Builder, X509Name, X509NameBuilder, X509};
 use rand::distributions::{Alphanumeric, DistString};
 
+mod add_client;
+pub use add_client::add_client;
+
 /// What `pcad quickstart` was asked for.
 #[derive(Clone, Debug)]
 pub struct QuickstartOptions {
@@ -106,16 +109,39 @@ pub fn run(options: &QuickstartOptions) -> Result<String, String> {
          \n  API (mutual TLS):     https://localhost:{api}\
          \n  public (CRL, OCSP):   http://127.0.0.1:{public}\
          \n  metrics:              http://127.0.0.1:{metrics_port}/metrics\
-         \n\nRun it:\n  pcad serve --config {config}\n\
+         \n\nRun it:\n  {pcad} serve --config {config}\n\
          \nThen, from another shell:\n  \
          curl --cacert {ca} --cert {cert} --key {key} \
-         https://localhost:{api}/v2.0/appkeys/demo/ca-stores\n",
+         https://localhost:{api}/v2.0/appkeys/demo/ca-stores\n\
+         \nAdd an API user (a client certificate from this demo's CA and its [[access]] entry):\n  \
+         {pcad} quickstart add-client NAME --role VIEWER --appkey demo --dir {qdir}\n",
+        pcad = pcad_command(),
+        qdir = sh_quote(&dir.display().to_string()),
         public = options.public_port,
         config = q("pcad.toml"),
         ca = q("tls/ca.pem"),
         cert = q("tls/admin.pem"),
         key = q("tls/admin.key"),
     ))
+}
+
+/// How to run this pcad from a shell: `pcad` when that is what PATH finds, else the full path.
+pub fn pcad_command() -> String {
+    let Ok(me) = std::env::current_exe().and_then(fs::canonicalize) else {
+        return "pcad".into();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("pcad"))
+            .find(|p| p.is_file())
+            .and_then(|p| fs::canonicalize(p).ok())
+            .is_some_and(|p| p == me)
+    });
+    if on_path {
+        "pcad".into()
+    } else {
+        sh_quote(&me.display().to_string())
+    }
 }
 
 /// A path as a POSIX shell word (quoted only when it needs to be).
@@ -459,7 +485,7 @@ mod tests {
         let dir = fs::canonicalize(&dir).unwrap();
         let d = dir.display();
         assert!(
-            text.contains(&format!("pcad serve --config {d}/pcad.toml")),
+            text.contains(&format!(" serve --config {d}/pcad.toml")),
             "{text}"
         );
         assert!(text.contains(&format!(

@@ -4,7 +4,7 @@
 use super::{now, random_serial, Actor, Ca, CaError, Target};
 use crate::pki::cert::{self, BasicConstraints, CertParams, KeyUsage, Sans, SubjectInfo};
 use crate::pki::{KeyAlgorithm, SignatureAlgorithm};
-use crate::store::{CertRecord, CertType, IssuerKey, SerialRecord, StoreRecord};
+use crate::store::{CertRecord, CertType, IdKind, IssuerKey, SerialRecord, StoreRecord};
 
 /// How long a certificate is valid: the seed's `ttlValue` | `specificDate`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,9 +80,16 @@ impl Ca {
             return Err(CaError::HsmUnavailable("no key was generated".into()));
         }
 
-        let id = self.db.next_id()?;
+        let id = self.db.next_id_of(IdKind::Cert)?;
         let label = format!("pcad/{appkey}/{store_id}/{id}");
-        let key = self.hsm.generate_key(p.key, &label)?;
+        let key = match self.hsm.generate_key(p.key, &label) {
+            Ok(key) => key,
+            Err(e) => {
+                // Nothing was written under the id: no gap in the ids.
+                self.db.give_back_id(IdKind::Cert, id)?;
+                return Err(e.into());
+            }
+        };
         let result = self.sign_and_store_issuer(
             who,
             &store,
@@ -197,6 +204,8 @@ impl Ca {
             not_after: rec.not_after,
             revocation: None,
         };
+        // A snapshot (`pcad backup`) sees this write and its publishing whole or not at all.
+        let _whole = self.db.operation();
         self.db.insert_cert(Some(&rec), &serial_rec)?;
         let target = Target {
             store: Some(store.id),

@@ -9,7 +9,7 @@ use crate::pki::csr::Csr;
 use crate::pki::keygen::SoftKey;
 use crate::pki::Signer;
 
-use crate::store::{CertRecord, CertType, Revocation, SerialRecord, TemplateRecord};
+use crate::store::{CertRecord, CertType, IdKind, Revocation, SerialRecord, TemplateRecord};
 
 /// GENERATE or SIGN.
 #[derive(Clone, Debug)]
@@ -156,7 +156,7 @@ impl Ca {
         let (der, info) = cert::issue_with_info(&params, &signer)?;
 
         let cert_id = if t.spec.store_in_server {
-            Some(self.db.next_id()?)
+            Some(self.db.next_id_of(IdKind::Cert)?)
         } else {
             None
         };
@@ -196,6 +196,8 @@ impl Ca {
             not_after: info.not_after,
             revocation: None,
         };
+        // A snapshot (`pcad backup`) sees this write and its publishing whole or not at all.
+        let _whole = self.db.operation();
         self.db.insert_cert(rec.as_ref(), &serial_rec)?;
         let target = Target {
             store: Some(store_id),
@@ -254,6 +256,8 @@ impl Ca {
                 other => other,
             });
         }
+        // A snapshot (`pcad backup`) sees this write and its publishing whole or not at all.
+        let _whole = self.db.operation();
         let rec = self.db.revoke(&cert, Revocation { at: now(), reason })?;
         let target = Target {
             store: Some(store_id),

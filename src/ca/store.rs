@@ -2,7 +2,7 @@
 
 use super::{now, Actor, Ca, CaError, Target};
 use crate::hsm::KeyId;
-use crate::store::{Page, PendingDestroy, StoreRecord};
+use crate::store::{IdKind, Page, PendingDestroy, StoreRecord};
 
 /// A checked Create/Modify Store body.
 #[derive(Clone, Debug)]
@@ -20,7 +20,7 @@ impl Ca {
         let appkey = who.appkey.as_str();
         let t = now();
         let rec = StoreRecord {
-            id: self.db.next_id()?,
+            id: self.db.next_id_of(IdKind::Store)?,
             appkey: appkey.to_owned(),
             name: p.name,
             description: p.description,
@@ -31,7 +31,11 @@ impl Ca {
             created_at: t,
             updated_at: t,
         };
-        self.db.insert_store(&rec)?;
+        if let Err(e) = self.db.insert_store(&rec) {
+            // Nothing was written under the id (e.g. the name is taken): no gap in the ids.
+            self.db.give_back_id(IdKind::Store, rec.id)?;
+            return Err(e.into());
+        }
         self.audit(who, "STORE_CREATE", store_target(rec.id), "SUCCESS")?;
         self.db.durable()?;
         Ok(rec)

@@ -2,7 +2,7 @@
 
 use super::{now, Actor, Ca, CaError, Target};
 use crate::pki::cert;
-use crate::store::{Page, TemplateRecord, TemplateSpec};
+use crate::store::{IdKind, Page, TemplateRecord, TemplateSpec};
 
 impl Ca {
     pub fn create_template(
@@ -14,8 +14,19 @@ impl Ca {
         let appkey = who.appkey.as_str();
         self.check_template(appkey, store_id, &p)?;
         let t = now();
-        let rec = record(self.db.next_id()?, appkey, store_id, p, t, t);
-        self.db.insert_template(&rec)?;
+        let rec = record(
+            self.db.next_id_of(IdKind::Template)?,
+            appkey,
+            store_id,
+            p,
+            t,
+            t,
+        );
+        if let Err(e) = self.db.insert_template(&rec) {
+            // Nothing was written under the id (e.g. the name is taken): no gap in the ids.
+            self.db.give_back_id(IdKind::Template, rec.id)?;
+            return Err(e.into());
+        }
         self.audit(
             who,
             "TEMPLATE_CREATE",

@@ -1,6 +1,7 @@
 //! Listeners (rustls mutual TLS and plain public HTTP), graceful shutdown, SIGHUP reload,
 //! sd_notify and signals.
 
+pub mod backup;
 pub mod logging;
 pub mod tls;
 
@@ -31,7 +32,13 @@ pub fn serve(config_path: &Path) -> Result<(), String> {
     logging::init(config.log.level.as_deref());
     let pin = config.pin().map_err(|e| e.to_string())?;
     let tls = tls::server_config(&config)?;
-    let db = Db::open(&config.resolve(&config.storage.path)).map_err(|e| e.to_string())?;
+    let db_path = config.resolve(&config.storage.path);
+    let db = Db::open(&db_path).map_err(|e| e.to_string())?;
+    // Serving never depends on it (a path too long for a Unix socket, say): backups then need
+    // pcad stopped.
+    let _backup_socket = backup::listen(&db_path, db.clone())
+        .map_err(|e| log::warn!("{e}; `pcad backup` works only while pcad is stopped"))
+        .ok();
     let hsm = Hsm::open(&config.hsm, pin).map_err(|e| format!("HSM: {e}"))?;
     let runtime = runtime().map_err(|e| format!("runtime: {e}"))?;
     runtime.block_on(run(config, config_path.to_owned(), tls, db, hsm))

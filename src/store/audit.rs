@@ -43,7 +43,8 @@ fn prefix(appkey: &str) -> Vec<u8> {
 impl Db {
     /// Appends an event (made durable by the caller's next `durable()`).
     pub fn append_audit(&self, mut event: AuditEvent) -> Result<AuditEvent, StoreError> {
-        event.event_id = self.next_id()?;
+        event.event_id = self.next_id_of(super::IdKind::Audit)?;
+        let _writing = self.writing();
         let mut k = prefix(&event.appkey);
         k.extend_from_slice(&event.event_id.to_be_bytes());
         self.trees.audit.insert(k, encode(&event))?;
@@ -86,6 +87,7 @@ pub struct PendingDestroy {
 impl Db {
     /// Remembers (durably, with the caller's next `durable()`) a key still to destroy.
     pub fn add_pending_destroy(&self, p: &PendingDestroy) -> Result<(), StoreError> {
+        let _writing = self.writing();
         let key = format!("destroy/{}", p.key_id);
         self.trees.meta.insert(key, encode(p))?;
         Ok(())
@@ -102,6 +104,7 @@ impl Db {
     }
 
     pub fn remove_pending_destroy(&self, key_id: &str) -> Result<(), StoreError> {
+        let _writing = self.writing();
         self.trees.meta.remove(format!("destroy/{key_id}"))?;
         Ok(())
     }

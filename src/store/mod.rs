@@ -3,16 +3,20 @@
 
 mod audit;
 mod durable;
+mod ids;
 mod ocsp;
 mod records;
+mod snapshot;
 mod trees;
 
 pub use audit::{AuditEvent, AuditFilter, PendingDestroy};
+pub use ids::IdKind;
 pub use ocsp::{OcspRow, OcspRowRef, OcspSetChunks};
 pub use records::{
     CertRecord, CertType, CrlRecord, IssuerKey, Revocation, SerialRecord, StoreRecord,
     TemplateRecord, TemplateSpec,
 };
+pub use snapshot::{read_snapshot, restore_snapshot, socket_path, SnapshotInfo};
 pub use trees::{CertFilter, Page, RevokedRow};
 
 use std::path::Path;
@@ -53,6 +57,8 @@ pub struct Db {
     db: sled::Db,
     trees: trees::Trees,
     syncer: std::sync::Arc<Syncer>,
+    /// Write methods against snapshots (`snapshot.rs`).
+    gate: std::sync::Arc<snapshot::Gate>,
 }
 
 impl Db {
@@ -66,8 +72,14 @@ impl Db {
             .open()?;
         let trees = trees::Trees::open(&db)?;
         let syncer = std::sync::Arc::new(Syncer::new(db.clone(), path));
-        let this = Db { db, trees, syncer };
+        let this = Db {
+            db,
+            trees,
+            syncer,
+            gate: Default::default(),
+        };
         this.check_schema()?;
+        this.init_id_counters()?;
         Ok(this)
     }
 
@@ -108,9 +120,11 @@ impl Db {
         self.syncer.sync()
     }
 
-    /// A fresh id: positive, never repeated, even across crashes.
+    /// A fresh id for internal records (OCSP sets and the like): positive, never repeated, even
+    /// across crashes; a sequence of its own. Ids users see come from [`Db::next_id_of`], one
+    /// dense sequence per kind.
     pub fn next_id(&self) -> Result<u64, StoreError> {
-        Ok(self.db.generate_id()? + 1)
+        self.next_id_of(IdKind::Internal)
     }
 }
 

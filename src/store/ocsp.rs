@@ -156,6 +156,7 @@ impl Db {
         this_update: i64,
         replaces: bool,
     ) -> Result<(), StoreError> {
+        let _writing = self.writing();
         let sets = &self.trees.ocsp_sets;
         for (i, chunk) in chunks.chunks.into_iter().enumerate() {
             let mut k = two(store_id, set_id).to_vec();
@@ -188,6 +189,7 @@ impl Db {
     /// Stores one re-signed response (replacing an earlier row of the same CertID); an empty
     /// `der` is a tombstone.
     pub fn put_ocsp(&self, store_id: u64, r: &OcspRow) -> Result<(), StoreError> {
+        let _writing = self.writing();
         let mut v = Vec::with_capacity(17 + r.serial.len() + r.der.len());
         v.extend_from_slice(&r.this_update.to_be_bytes());
         v.extend_from_slice(&r.next_update.to_be_bytes());
@@ -242,6 +244,7 @@ impl Db {
 
     /// Forgets the persisted responses of a store (OCSP turned off, store deleted).
     pub fn clear_ocsp(&self, store_id: u64) -> Result<(), StoreError> {
+        let _writing = self.writing();
         for tree in [&self.trees.ocsp, &self.trees.ocsp_sets] {
             let mut batch = sled::Batch::default();
             for k in tree.scan_prefix(store_id.to_be_bytes()).keys() {

@@ -12,12 +12,14 @@ use super::{decode, encode, Db, StoreError};
 pub(super) struct Trees {
     pub(super) meta: sled::Tree,
     pub(super) audit: sled::Tree,
-    stores: sled::Tree,
+    /// Per-kind id counters (`ids.rs`).
+    pub(super) ids: sled::Tree,
+    pub(super) stores: sled::Tree,
     store_names: sled::Tree,
-    certs: sled::Tree,
+    pub(super) certs: sled::Tree,
     store_certs: sled::Tree,
     pub(super) serials: sled::Tree,
-    templates: sled::Tree,
+    pub(super) templates: sled::Tree,
     store_templates: sled::Tree,
     template_names: sled::Tree,
     crls: sled::Tree,
@@ -32,6 +34,7 @@ impl Trees {
         Ok(Trees {
             meta: db.open_tree("meta")?,
             audit: db.open_tree("audit")?,
+            ids: db.open_tree("ids")?,
             stores: db.open_tree("stores")?,
             store_names: db.open_tree("store_names")?,
             certs: db.open_tree("certs")?,
@@ -122,6 +125,7 @@ impl Db {
 
     /// Inserts a new store; its name must be unique within the appkey.
     pub fn insert_store(&self, rec: &StoreRecord) -> Result<(), StoreError> {
+        let _writing = self.writing();
         let t = &self.trees;
         (&t.stores, &t.store_names)
             .transaction(|(stores, names)| {
@@ -141,6 +145,7 @@ impl Db {
 
     /// Replaces a store record (PUT), keeping the name index right.
     pub fn update_store(&self, old: &StoreRecord, new: &StoreRecord) -> Result<(), StoreError> {
+        let _writing = self.writing();
         let t = &self.trees;
         (&t.stores, &t.store_names)
             .transaction(|(stores, names)| {
@@ -209,6 +214,7 @@ impl Db {
     /// Removes a store and everything in it; returns its issuer certificates so that their HSM
     /// keys can be destroyed. The store disappears atomically first; children follow.
     pub fn delete_store(&self, rec: &StoreRecord) -> Result<Vec<CertRecord>, StoreError> {
+        let writing = self.writing();
         let t = &self.trees;
         (&t.stores, &t.store_names)
             .transaction(|(stores, names)| {
@@ -251,6 +257,8 @@ impl Db {
         {
             t.blobs.remove(k?)?;
         }
+        // clear_ocsp takes the gate itself (it is not re-entrant).
+        drop(writing);
         self.clear_ocsp(rec.id)?;
         Ok(issuers)
     }
@@ -287,6 +295,7 @@ impl Db {
         rec: Option<&CertRecord>,
         serial: &SerialRecord,
     ) -> Result<(), StoreError> {
+        let _writing = self.writing();
         let t = &self.trees;
         let sk = with_prefix(serial.issuer_id, &serial.serial);
         if t.serials
@@ -412,6 +421,7 @@ impl Db {
         cert: &CertRecord,
         revocation: Revocation,
     ) -> Result<CertRecord, StoreError> {
+        let _writing = self.writing();
         let issuer_id = cert.parent_cert_id.unwrap_or(cert.id);
         let t = &self.trees;
         (&t.certs, &t.serials, &t.revoked)
@@ -487,6 +497,7 @@ impl Db {
         old: Option<&TemplateRecord>,
         rec: &TemplateRecord,
     ) -> Result<(), StoreError> {
+        let _writing = self.writing();
         let t = &self.trees;
         (&t.templates, &t.store_templates, &t.template_names)
             .transaction(|(templates, store_templates, names)| {
@@ -553,6 +564,7 @@ impl Db {
     }
 
     pub fn delete_template(&self, rec: &TemplateRecord) -> Result<(), StoreError> {
+        let _writing = self.writing();
         let t = &self.trees;
         (&t.templates, &t.store_templates, &t.template_names)
             .transaction(|(templates, store_templates, names)| {
@@ -578,6 +590,7 @@ impl Db {
     /// Reserves the next CRL number of an issuer (persisted before the CRL is signed, so a
     /// number is never reused even if signing or the process fails).
     pub fn next_crl_number(&self, issuer_id: u64) -> Result<u64, StoreError> {
+        let _writing = self.writing();
         let key = [b"crlnum/".as_slice(), &issuer_id.to_be_bytes()].concat();
         let v = self.trees.meta.update_and_fetch(key, |old| {
             let n = old
@@ -596,6 +609,7 @@ impl Db {
 
     /// Stores the current CRL of an issuer with its DER.
     pub fn put_crl(&self, store_id: u64, rec: &CrlRecord, der: &[u8]) -> Result<(), StoreError> {
+        let _writing = self.writing();
         let t = &self.trees;
         (&t.crls, &t.blobs)
             .transaction(|(crls, blobs)| {
