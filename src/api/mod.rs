@@ -9,8 +9,10 @@ mod error;
 pub mod fuzzing;
 mod handlers;
 mod leaf_body;
+pub mod public;
 mod revocation;
 pub mod route;
+pub mod source;
 mod views;
 
 pub use auth::{Authed, Peer};
@@ -46,8 +48,8 @@ pub struct Api {
     pub ca: Ca,
     /// Roles and tokens; replaced on SIGHUP.
     pub access: Arc<RwLock<Arc<Config>>>,
-    /// Bounds the OCSP requests that need signing on demand.
-    pub(crate) slow_ocsp: Arc<tokio::sync::Semaphore>,
+    /// The answers behind the public routes: the pre-signed cache, database and HSM.
+    pub source: Arc<dyn source::StatusSource>,
 }
 
 /// A successful answer before it becomes a response.
@@ -67,10 +69,14 @@ pub enum Reply {
 
 impl Api {
     pub fn new(ca: Ca, config: Arc<Config>) -> Api {
+        let source = Arc::new(source::ApplianceSource {
+            ca: ca.clone(),
+            slow_ocsp: Arc::new(tokio::sync::Semaphore::new(4)),
+        });
         Api {
             ca,
             access: Arc::new(RwLock::new(config)),
-            slow_ocsp: Arc::new(tokio::sync::Semaphore::new(4)),
+            source,
         }
     }
 
@@ -81,8 +87,11 @@ impl Api {
         peer: Arc<Peer>,
         listener: Listener,
     ) -> Response<Full<Bytes>> {
+        if listener == Listener::Public {
+            return public::handle(&*self.source, req).await;
+        }
         let (parts, body) = req.into_parts();
-        let body = match self.ocsp_fast(&parts, body).await {
+        let body = match public::ocsp_fast(&*self.source, &parts, body).await {
             Ok(response) => return response,
             Err(body) => body,
         };
@@ -96,44 +105,6 @@ impl Api {
         };
         crate::metrics::METRICS.request(route, response.status().as_u16());
         response
-    }
-
-    /// OCSP, the public hot path, without the general routing: the same answers as `dispatch`
-    /// gives these routes (they are public on both listeners), with nothing parsed or
-    /// allocated that the answer does not need. Hands the body back for any other request.
-    async fn ocsp_fast(
-        &self,
-        parts: &hyper::http::request::Parts,
-        body: Incoming,
-    ) -> Result<Response<Full<Bytes>>, Incoming> {
-        use hyper::body::Body;
-        let Some(target) = route::ocsp(parts.uri.path()) else {
-            return Err(body);
-        };
-        let (route, body) = match (&parts.method, target.get_path) {
-            (&Method::POST, None) => ("ocsp_post", read_body(body, &parts.headers).await),
-            // A GET with a body takes `dispatch`, which reads (and may refuse) it.
-            (&Method::GET | &Method::HEAD, Some(_)) if body.is_end_stream() => {
-                ("ocsp_get", Ok(Bytes::new()))
-            }
-            _ => return Err(body),
-        };
-        let response = match body {
-            Ok(body) => {
-                revocation::ocsp(
-                    self,
-                    target.appkey,
-                    target.store_id,
-                    target.get_path,
-                    &parts.headers,
-                    &body,
-                )
-                .await
-            }
-            Err(e) => error_response(e),
-        };
-        crate::metrics::METRICS.request(route, response.status().as_u16());
-        Ok(response)
     }
 
     async fn dispatch(
