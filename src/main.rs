@@ -31,6 +31,21 @@ enum Command {
         #[arg(long, default_value = "/usr/lib/softhsm/libsofthsm2.so")]
         module: PathBuf,
     },
+    /// Serves the public routes (OCSP, CRLs) from Redis: no HSM, no database.
+    Responder {
+        /// A config file with `[responder]` redis, listen, password_file; flags win.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Redis URL (`redis://`, `rediss://`); repeat for Redis Cluster nodes.
+        #[arg(long)]
+        redis: Vec<String>,
+        /// Address to serve on, e.g. 0.0.0.0:8080.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// File holding the Redis password.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
     /// Checks a config file, its TLS material and the HSM login.
     CheckConfig {
         #[arg(long, default_value = "/etc/pcad/pcad.toml")]
@@ -53,6 +68,16 @@ fn main() -> ExitCode {
             module,
         })
         .map(|text| println!("{text}")),
+        Command::Responder {
+            config,
+            redis,
+            listen,
+            password_file,
+        } => pcad::publish::ResponderOptions::load(config.as_deref(), redis, listen, password_file)
+            .and_then(|(options, level)| {
+                pcad::server::logging::init(level.as_deref());
+                pcad::publish::run_responder(options)
+            }),
         Command::CheckConfig { config } => {
             pcad::server::check_config(&config).map(|text| println!("{text}"))
         }
