@@ -22,6 +22,7 @@ pub fn start(target: Target, status: crate::status::Publisher) {
         done: Mutex::new(0),
         done_cv: Condvar::new(),
         backlog: AtomicUsize::new(0),
+        received: AtomicU64::new(0),
         lag_ms: AtomicU64::new(0),
         redis_up: AtomicBool::new(false),
         published: AtomicU64::new(0),
@@ -41,7 +42,10 @@ struct Shared {
     /// Every change up to this sequence number is in Redis.
     done: Mutex<u64>,
     done_cv: Condvar,
+    /// Writes pending in the worker (not counting what it has not received yet).
     backlog: AtomicUsize,
+    /// The highest sequence number the worker received.
+    received: AtomicU64,
     lag_ms: AtomicU64,
     redis_up: AtomicBool,
     published: AtomicU64,
@@ -51,6 +55,15 @@ struct Shared {
 }
 
 struct RedisSink(Arc<Shared>);
+
+impl Shared {
+    /// Changes not yet in Redis: pending in the worker, and still in the channel.
+    fn backlog(&self) -> u64 {
+        let sent = self.tx.lock().map(|t| t.0).unwrap_or(0);
+        let queued = sent.saturating_sub(self.received.load(Ordering::SeqCst));
+        self.backlog.load(Ordering::SeqCst) as u64 + queued
+    }
+}
 
 impl Sink for RedisSink {
     fn signed(&self, item: Signed) {
@@ -87,7 +100,7 @@ impl Sink for RedisSink {
         let s = &self.0;
         json!({
             "redis": if s.redis_up.load(Ordering::Relaxed) { "up" } else { "down" },
-            "backlog": s.backlog.load(Ordering::Relaxed),
+            "backlog": s.backlog(),
             "lagSeconds": s.lag_ms.load(Ordering::Relaxed) as f64 / 1000.0,
             "published": s.published.load(Ordering::Relaxed),
             "failures": s.failures.load(Ordering::Relaxed),
@@ -105,7 +118,7 @@ impl Sink for RedisSink {
              # HELP pcad_publish_published_total Changes written to Redis.\n# TYPE pcad_publish_published_total counter\npcad_publish_published_total {}\n\
              # HELP pcad_publish_failures_total Writes to Redis that failed (and were retried).\n# TYPE pcad_publish_failures_total counter\npcad_publish_failures_total {}\n\
              # HELP pcad_publish_republish_total Full republications (start, Redis found empty).\n# TYPE pcad_publish_republish_total counter\npcad_publish_republish_total {}\n",
-            s.backlog.load(Ordering::Relaxed),
+            s.backlog(),
             s.lag_ms.load(Ordering::Relaxed) as f64 / 1000.0,
             u8::from(s.redis_up.load(Ordering::Relaxed)),
             s.published.load(Ordering::Relaxed),
@@ -506,7 +519,8 @@ impl Worker {
         let oldest = self.pending.values().map(|p| (p.seq, p.since)).min();
         self.shared
             .backlog
-            .store(self.pending.len(), Ordering::Relaxed);
+            .store(self.pending.len(), Ordering::SeqCst);
+        self.shared.received.store(self.received, Ordering::SeqCst);
         self.shared.lag_ms.store(
             oldest.map_or(0, |(_, since)| since.elapsed().as_millis() as u64),
             Ordering::Relaxed,
