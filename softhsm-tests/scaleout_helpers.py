@@ -121,7 +121,9 @@ def start_cluster(directory, n=3):
 class Responder:
     """A `pcad responder` process."""
 
-    def __init__(self, directory, redis_urls, port=None):
+    def __init__(self, directory, redis_urls, port=None, extra_args=(), env=None):
+        self.extra_args = list(extra_args)
+        self.extra_env = dict(env or {})
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_ports(1)[0]
@@ -137,7 +139,8 @@ class Responder:
         args = [str(conftest.PCAD_BIN), "responder", "--listen", f"127.0.0.1:{self.port}"]
         for u in self.urls:
             args += ["--redis", u]
-        env = dict(os.environ, RUST_LOG="info")
+        args += self.extra_args
+        env = dict(os.environ, RUST_LOG="info", **self.extra_env)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, env=env)
@@ -181,7 +184,7 @@ def private_appliance(tmp_path_factory, name, redis_urls):
     return env
 
 
-def set_publish(config, redis_urls):
+def set_publish(config, redis_urls, password_file=None):
     """Writes (or replaces) the `[publish]` table at the end of the config."""
     text = Path(config).read_text()
     text = re.sub(r"(?ms)^\[publish\].*\Z", "", text).rstrip() + "\n\n[publish]\n"
@@ -189,7 +192,63 @@ def set_publish(config, redis_urls):
         text += f'redis = "{redis_urls}"\n'
     else:
         text += "redis = [" + ", ".join(f'"{u}"' for u in redis_urls) + "]\n"
+    if password_file:
+        text += f'password_file = "{password_file}"\n'
     Path(config).write_text(text)
+
+
+def tls_redis(directory, password):
+    """A `redis-server` that only speaks TLS (certificate for IP 127.0.0.1 from a CA made here)
+    and requires `password`. Returns (Redis, CA path)."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, csr, crt = (d / n for n in ["ca.key", "ca.pem", "s.key", "s.csr", "s.pem"])
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", ca_key, "-subj",
+                    "/CN=redis test CA", "-days", "2", "-out", ca], check=True,
+                   capture_output=True)
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-subj",
+                    "/CN=127.0.0.1", "-out", csr], check=True, capture_output=True)
+    ext = d / "s.ext"
+    ext.write_text("subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth\n")
+    subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key,
+                    "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", crt], check=True,
+                   capture_output=True)
+    os.chmod(key, 0o644)
+    r = TlsRedis(d, ca, crt, key, password)
+    return r.start(), ca
+
+
+class TlsRedis(Redis):
+    def __init__(self, directory, ca, crt, key, password):
+        super().__init__(directory)
+        self.ca, self.crt, self.key, self.password = ca, crt, key, password
+
+    @property
+    def url(self):
+        return f"rediss://127.0.0.1:{self.port}/0"
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", "0", "--tls-port", str(self.port), "--bind", "127.0.0.1",
+             "--tls-cert-file", str(self.crt), "--tls-key-file", str(self.key),
+             "--tls-ca-cert-file", str(self.ca), "--tls-auth-clients", "no",
+             "--requirepass", self.password, "--save", "", "--appendonly", "no",
+             "--dir", str(self.dir), "--logfile", str(self.log)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: self.cli("PING", check=False).strip() == "PONG", 10,
+                   f"TLS redis-server on {self.port}")
+        return self
+
+    def cli(self, *args, check=True, raw=False):
+        cmd = ["redis-cli", "-p", str(self.port), "--tls", "--cacert", str(self.ca),
+               "--no-auth-warning", "-a", self.password, "--raw" if raw else "--no-raw"] + \
+            [str(a) for a in args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+        if check:
+            assert proc.returncode == 0, proc.stderr
+        return proc.stdout
 
 
 def ocsp_request(cert, issuer, algorithm=None):

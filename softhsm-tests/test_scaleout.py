@@ -20,7 +20,7 @@ from pcadtest import Api, unique
 from revocation_helpers import build_chain
 from scaleout_helpers import (
     Redis, Responder, cert_status, ocsp_request, percentile, post, private_appliance,
-    set_publish, start_cluster, wait_until,
+    set_publish, start_cluster, tls_redis, wait_until,
 )
 
 EDITIONS = ["ca-stores", "cas"]
@@ -366,3 +366,49 @@ def test_redis_cluster_of_three_primaries(appliance, pki, tmp_path_factory):
             r.stop()
         for n in nodes:
             n.stop()
+
+
+def test_tls_redis_with_a_password_file(appliance, pki, tmp_path_factory, monkeypatch):
+    """rediss:// (rustls) and the password from a file, for the publisher and a responder."""
+    d = tmp_path_factory.mktemp("tls-redis")
+    password = secrets.token_hex(16)
+    pw_file = d / "redis-password"
+    pw_file.write_text(password + "\n")
+    pw_file.chmod(0o600)
+    redis_tls, ca = tls_redis(d / "redis", password)
+    r = None
+    try:
+        # rustls-native-certs trusts SSL_CERT_FILE: the test CA only.
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+        set_publish(appliance.config, redis_tls.url, password_file=pw_file)
+        appliance.daemon.restart()
+        wait_until(lambda: redis_tls.cli("GET", "pcad:marker", raw=True).strip(), 30,
+                   "republished over TLS")
+        log = appliance.daemon.log_tail(400)
+        assert password not in log
+        r = Responder(d, redis_tls.url, extra_args=["--password-file", str(pw_file)],
+                      env={"SSL_CERT_FILE": str(ca)}).start()
+        assert password not in r.log_text()
+        chain, leaves = pki["chain"], pki["leaves"]
+        for leaf in leaves[:3] + leaves[22:]:
+            der = ocsp_request(leaf.cert, chain.int_cert)
+            assert_same(post(appliance.public_url, path(pki, "/ocsp"), der),
+                        post(r.base, path(pki, "/ocsp"), der), "TLS POST")
+        leaf = chain.issue()
+        assert status_on(r.base, pki, leaf) == "good"
+        chain.revoke(leaf.cert_id)
+        wait_until(lambda: status_on(r.base, pki, leaf) == "revoked", 5, "TLS revoke")
+        # Without the password the responder is refused and says so (503, never unauthorized).
+        bad = Responder(d, redis_tls.url, env={"SSL_CERT_FILE": str(ca)}).start(
+            wait_healthy=False)
+        try:
+            time.sleep(1.5)
+            code, body = bad.health()
+            assert code == 503 and body["redis"] == "down", body
+            assert status_on(bad.base, pki, leaves[1]) == "try_later"
+        finally:
+            bad.stop()
+    finally:
+        if r:
+            r.stop()
+        redis_tls.stop()
