@@ -16,7 +16,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import hashes
 
-from pcadtest import Api, unique
+from pcadtest import Api, ok, unique
 from revocation_helpers import build_chain
 from scaleout_helpers import (
     Redis, Responder, cert_status, ocsp_request, percentile, post, private_appliance,
@@ -50,7 +50,7 @@ def pki(appliance, tmp_path_factory):
     chain = build_chain(admin, store["caStoreId"], tmp_path_factory.mktemp("scaleout-pki"))
     leaves = [chain.issue() for _ in range(24)]
     return {"appkey": appkey, "admin": admin, "sid": store["caStoreId"], "chain": chain,
-            "leaves": leaves}
+            "leaves": leaves, "store": store}
 
 
 @pytest.fixture(scope="module")
@@ -243,6 +243,28 @@ def test_corrupt_value_is_ignored_and_logged(pki, responders, redis):
         assert "corrupt" in r.log_text() and key in r.log_text()
         assert r.health()[1]["corruptValues"] >= 1
     redis.cli("DEL", key)
+
+
+def test_refresh_forgets_forms_it_does_not_resign(appliance, pki, responders, redis):
+    """A SHA-256 CertID answer (signed on demand, published) leaves Redis when a refresh
+    replaces the store's responses, so no responder serves it after a later revoke."""
+    chain, admin, sid = pki["chain"], pki["admin"], pki["sid"]
+    leaf = chain.issue()
+    der = ocsp_request(leaf.cert, chain.int_cert, hashes.SHA256())
+    key = f"pcad:ocsp:{sid}:{first_tlv(der, 4).hex()}"
+    assert cert_status(post(appliance.public_url, path(pki, "/ocsp"), der).content) == "good"
+    wait_until(lambda: redis.cli("EXISTS", key, raw=True).strip() == "1", 5, "SHA-256 form")
+    for r in responders:
+        assert status_on(r.base, pki, leaf, hashes.SHA256()) == "good"
+    ok(admin.put(f"/{sid}", {"name": pki["store"]["name"], "ocspActive": True,
+                             "ocspRefreshPeriod": 2, "crlActive": True,
+                             "crlRefreshPeriod": 7}))
+    wait_until(lambda: redis.cli("EXISTS", key, raw=True).strip() == "0", 20,
+               "the SHA-256 form gone from Redis after the refresh")
+    chain.revoke(leaf.cert_id)
+    for r in responders:
+        assert status_on(r.base, pki, leaf) == "revoked"
+        assert status_on(r.base, pki, leaf, hashes.SHA256()) != "good"
 
 
 def test_appliance_kill9_responders_keep_serving(appliance, pki, responders):

@@ -326,12 +326,17 @@ impl Cache {
             next.insert(Arc::new(CachedResponse::new(&k, &e)));
         }
         let mut maps = store.maps.write().unwrap_or_else(|p| p.into_inner());
+        // Forms the refresh does not re-sign (SHA-2 CertIDs, multi-CertID requests) leave the
+        // cache here; the sink is told, so that they stop being served elsewhere too.
+        let mut dropped = Vec::new();
         for Keyed(e) in maps.by_key.iter() {
             let keep = !issuers.contains(&e.issuer_id)
                 || e.generation > generation
                 || (!complete && next.get(e.key()).is_none());
             if keep {
                 next.insert(Arc::clone(e));
+            } else if next.get(e.key()).is_none() {
+                dropped.push(e.key().to_vec());
             }
         }
         let published: Vec<Arc<CachedResponse>> = match self.sink.get() {
@@ -345,6 +350,12 @@ impl Cache {
         };
         *maps = next;
         drop(maps);
+        if !dropped.is_empty() {
+            self.sink.send(|| Signed::Forget {
+                store_id,
+                keys: dropped,
+            });
+        }
         for response in published {
             self.sink.send(|| Signed::Ocsp {
                 store_id,
