@@ -265,9 +265,16 @@ impl RedisSource {
             })
             .unwrap_or_default();
         let n = keys.len();
-        for (store, id) in keys {
-            let key = ocsp_key(store, &id);
-            match self.hgetall(&key).await? {
+        // Several reads in flight: a large cache is re-read in seconds, not minutes.
+        let mut reads = futures_util::stream::iter(keys)
+            .map(|(store, id)| async move {
+                let key = ocsp_key(store, &id);
+                let got = self.hgetall(&key).await;
+                (store, id, key, got)
+            })
+            .buffer_unordered(64);
+        while let Some((store, id, key, got)) = reads.next().await {
+            match got? {
                 Some(f) => match parse_ocsp(&id, &f) {
                     Ok(e) => self.put_ocsp(store, Arc::new(e)),
                     Err(why) => self.corrupt(&key, &why),
