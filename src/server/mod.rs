@@ -213,6 +213,14 @@ fn reload(config_path: &Path, tls: &RwLock<Arc<ServerConfig>>, api: &Api) {
 pub fn check_config(config_path: &Path) -> Result<String, String> {
     let config = Config::load(config_path).map_err(|e| e.to_string())?;
     tls::server_config(&config)?;
+    if let Some(urls) = config.publish.redis.clone() {
+        let password_file = config
+            .publish
+            .password_file
+            .as_ref()
+            .map(|p| config.resolve(p));
+        crate::publish::Target::new(urls, password_file.as_deref())?;
+    }
     let pin = config.pin().map_err(|e| e.to_string())?;
     let hsm = Hsm::open(&config.hsm, pin).map_err(|e| format!("HSM: {e}"))?;
     if !hsm.is_up() {
