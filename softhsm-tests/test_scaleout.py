@@ -267,6 +267,36 @@ def test_refresh_forgets_forms_it_does_not_resign(appliance, pki, responders, re
         assert status_on(r.base, pki, leaf, hashes.SHA256()) != "good"
 
 
+def test_ocsp_turned_off_is_not_served(appliance, pki, responders, redis, tmp_path_factory):
+    admin = pki["admin"]
+    name = unique("scaleout-off")
+    store = admin.create_store(name, crlActive=True, crlRefreshPeriod=7, ocspActive=True,
+                               ocspRefreshPeriod=1)
+    sid = store["caStoreId"]
+    chain = build_chain(admin, sid, tmp_path_factory.mktemp("scaleout-off"))
+    leaf = chain.issue()
+    der = ocsp_request(leaf.cert, chain.int_cert)
+    p = f"/v2.0/appkeys/{pki['appkey']}/ca-stores/{sid}/ocsp"
+    for r in responders:
+        wait_until(lambda r=r: cert_status(post(r.base, p, der).content) == "good", 5, "good")
+    ok(admin.put(f"/{sid}", {"name": name, "ocspActive": False, "crlActive": True,
+                             "crlRefreshPeriod": 7}))
+    want = post(appliance.public_url, p, der)
+    assert cert_status(want.content) == "unauthorized"
+    for r in responders:
+        wait_until(lambda r=r: post(r.base, p, der).content == want.content, 5,
+                   "unauthorized on the responder once OCSP is off")
+    # A stale switch in Redis (say, turned off while publishing elsewhere) is corrected by the
+    # republish every start makes.
+    redis.cli("HSET", f"pcad:store:{sid}", "ocsp", "1")
+    appliance.daemon.restart()
+    wait_until(lambda: redis.cli("HGET", f"pcad:store:{sid}", "ocsp", raw=True).strip() == "0",
+               15, "OCSP switch republished")
+    for r in responders:
+        wait_until(lambda r=r: post(r.base, p, der).content == want.content, 5,
+                   "unauthorized after the republish")
+
+
 def test_appliance_kill9_responders_keep_serving(appliance, pki, responders):
     leaves = pki["leaves"]
     before = statuses(responders[0].base, pki, leaves)

@@ -287,10 +287,13 @@ redis.call('PUBLISH', ARGV[1], KEYS[1])
 return 1
 ";
 
-/// Sets a store's tenant (and, unless ARGV[2] is empty, its OCSP switch) and announces it.
+/// Sets a store's tenant and its OCSP switch (each unless empty; the switch only on a store
+/// whose tenant is known) and announces it.
 const STORE_SCRIPT: &str = r"
-redis.call('HSET', KEYS[1], 'appkey', ARGV[1])
-if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'ocsp', ARGV[2]) end
+if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'appkey', ARGV[1]) end
+if ARGV[2] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'ocsp', ARGV[2])
+end
 redis.call('PUBLISH', ARGV[3], KEYS[1])
 return 1
 ";

@@ -139,7 +139,8 @@ enum Op {
     },
     Del,
     Store {
-        appkey: Arc<str>,
+        /// `None` leaves the tenant as it is.
+        appkey: Option<Arc<str>>,
         /// `None` leaves the OCSP switch as it is.
         ocsp: Option<bool>,
     },
@@ -257,16 +258,20 @@ impl Worker {
                 .get(&key)
                 .map_or_else(Instant::now, |p| p.since);
             let op = match (self.pending.get(&key), op) {
-                // Keep a known OCSP switch when a CRL only restates the tenant.
+                // A store's settings merge: what the newer change leaves open, the older says.
                 (
                     Some(Pending {
-                        op: Op::Store { ocsp: Some(o), .. },
+                        op:
+                            Op::Store {
+                                appkey: old_appkey,
+                                ocsp: old_ocsp,
+                            },
                         ..
                     }),
-                    Op::Store { appkey, ocsp: None },
+                    Op::Store { appkey, ocsp },
                 ) => Op::Store {
-                    appkey,
-                    ocsp: Some(*o),
+                    appkey: appkey.or_else(|| old_appkey.clone()),
+                    ocsp: ocsp.or(*old_ocsp),
                 },
                 (_, op) => op,
             };
@@ -283,7 +288,7 @@ impl Worker {
                     add(
                         store_key(store_id),
                         Op::Store {
-                            appkey,
+                            appkey: Some(appkey),
                             ocsp: Some(true),
                         },
                     );
@@ -313,7 +318,13 @@ impl Worker {
             } => {
                 if self.stores.get(&store_id) != Some(&appkey) {
                     self.stores.insert(store_id, Arc::clone(&appkey));
-                    add(store_key(store_id), Op::Store { appkey, ocsp: None });
+                    add(
+                        store_key(store_id),
+                        Op::Store {
+                            appkey: Some(appkey),
+                            ocsp: None,
+                        },
+                    );
                 }
                 add(
                     crl_key(store_id, issuer_id),
@@ -326,18 +337,15 @@ impl Worker {
                 );
             }
             Signed::OcspOff { store_id } => {
-                // Written only for a store whose tenant is known here (else nothing was
-                // published for it this run, and the republish covers it).
-                if let Some(appkey) = self.stores.get(&store_id).cloned() {
-                    self.stores.remove(&store_id);
-                    add(
-                        store_key(store_id),
-                        Op::Store {
-                            appkey,
-                            ocsp: Some(false),
-                        },
-                    );
-                }
+                // The next OCSP response of the store turns it on again.
+                self.stores.remove(&store_id);
+                add(
+                    store_key(store_id),
+                    Op::Store {
+                        appkey: None,
+                        ocsp: Some(false),
+                    },
+                );
             }
             Signed::StoreGone { store_id } => {
                 self.stores.remove(&store_id);
@@ -392,7 +400,7 @@ impl Worker {
                             };
                             store
                                 .key(&key)
-                                .arg(&**appkey)
+                                .arg(appkey.as_deref().unwrap_or(""))
                                 .arg(o)
                                 .arg(CHANNEL)
                                 .invoke_async(&mut conn)

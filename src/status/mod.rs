@@ -190,6 +190,10 @@ impl Publisher {
             .collect();
         let db = &self.inner.db;
         for store in db.all_stores().unwrap_or_default() {
+            if !store.ocsp_active {
+                // Responses published before OCSP was turned off are not to be served.
+                out.push(Signed::OcspOff { store_id: store.id });
+            }
             if !store.crl_active {
                 continue;
             }
