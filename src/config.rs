@@ -37,6 +37,9 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// `[publish]`: Redis for the stateless responders (off when absent).
+    #[serde(default)]
+    pub publish: crate::publish::PublishConfig,
     /// Client certificate identities (subject CN) and their roles.
     #[serde(default)]
     pub access: Vec<AccessRule>,

@@ -12,6 +12,7 @@ pub mod config;
 pub mod hsm;
 pub mod metrics;
 pub mod pki;
+pub mod publish;
 pub mod quickstart;
 pub mod server;
 pub mod status;

@@ -57,6 +57,22 @@ enum Command {
         #[command(subcommand)]
         action: Option<QuickstartAction>,
     },
+    /// Serves the public routes (OCSP, CRLs) from Redis: no HSM, no database.
+    #[command(after_help = AFTER_HELP)]
+    Responder {
+        /// A config file with `[responder]` redis, listen, password_file; flags win.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Redis URL (`redis://`, `rediss://`); repeat for Redis Cluster nodes.
+        #[arg(long, value_name = "URL")]
+        redis: Vec<String>,
+        /// Address to serve on, e.g. 0.0.0.0:8080.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        /// File holding the Redis password.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
     /// Checks a config file, its TLS material and the HSM login, then exits.
     #[command(after_help = AFTER_HELP)]
     CheckConfig {
@@ -148,6 +164,16 @@ fn main() -> ExitCode {
             .map(|text| println!("{text}")),
             None => Err("quickstart needs --dir".into()),
         },
+        Command::Responder {
+            config,
+            redis,
+            listen,
+            password_file,
+        } => pcad::publish::ResponderOptions::load(config.as_deref(), redis, listen, password_file)
+            .and_then(|(options, level)| {
+                pcad::server::logging::init(level.as_deref());
+                pcad::publish::run_responder(options)
+            }),
         Command::CheckConfig { config } => {
             pcad::server::check_config(&config).map(|text| println!("{text}"))
         }

@@ -5,6 +5,7 @@
 //! not what is measured), memory readings from `/proc/self/status`, and small statistics.
 
 pub mod issue;
+pub mod scaleout;
 pub mod serving;
 pub mod sys;
 

@@ -32,13 +32,13 @@ pub struct ServingOptions {
 }
 
 /// A process of ours, stopped (SIGTERM, then SIGKILL after 10 s) when dropped, also on errors.
-struct Proc {
-    name: &'static str,
-    child: Child,
+pub(crate) struct Proc {
+    pub(crate) name: &'static str,
+    pub(crate) child: Child,
 }
 
 impl Proc {
-    fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.child.id() as i32
     }
 
@@ -46,7 +46,7 @@ impl Proc {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if !self.alive() {
             return;
         }
@@ -67,10 +67,10 @@ impl Drop for Proc {
 }
 
 /// Where the daemon's API is and the client certificate to call it with.
-struct Api {
-    base: String,
-    tls: PathBuf,
-    scratch: PathBuf,
+pub(crate) struct Api {
+    pub(crate) base: String,
+    pub(crate) tls: PathBuf,
+    pub(crate) scratch: PathBuf,
 }
 
 impl Api {
@@ -120,7 +120,7 @@ fn envelope_body(v: Value) -> Result<Value, String> {
 }
 
 /// Runs a command with stdout captured (stderr to ours), killed after `limit`.
-fn output_bounded(mut c: Command, limit: Duration) -> Result<Vec<u8>, String> {
+pub(crate) fn output_bounded(mut c: Command, limit: Duration) -> Result<Vec<u8>, String> {
     let child = c
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -137,19 +137,19 @@ fn output_bounded(mut c: Command, limit: Duration) -> Result<Vec<u8>, String> {
     Ok(v)
 }
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| format!("no free port: {e}"))
 }
 
-fn port_free(port: u16) -> bool {
+pub(crate) fn port_free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
 /// Waits until `url` answers 200 (bounded), while `proc` stays alive.
-fn wait_http(url: &str, proc: &mut Proc, limit: Duration) -> Result<(), String> {
+pub(crate) fn wait_http(url: &str, proc: &mut Proc, limit: Duration) -> Result<(), String> {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if !proc.alive() {
@@ -182,7 +182,7 @@ fn wait_http(url: &str, proc: &mut Proc, limit: Duration) -> Result<(), String> 
 }
 
 /// The DER OCSPRequest for one CertID: OCSPRequest { tbsRequest { requestList { Request { reqCert } } } }.
-fn ocsp_request(cert_id: &[u8]) -> Vec<u8> {
+pub(crate) fn ocsp_request(cert_id: &[u8]) -> Vec<u8> {
     seq(&seq(&seq(&seq(cert_id))))
 }
 
@@ -214,7 +214,7 @@ fn successful(der: &[u8]) -> bool {
     der.get(skip..skip + 3) == Some(&[0x0a, 0x01, 0x00][..])
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     pcad::pki::der_util::hex(bytes)
 }
 
@@ -262,22 +262,22 @@ function done(summary, latency, requests)
 end
 "#;
 
-struct WrkResult {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    mean_ms: f64,
-    errors: f64,
-    requests: f64,
+pub(crate) struct WrkResult {
+    pub(crate) rps: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) mean_ms: f64,
+    pub(crate) errors: f64,
+    pub(crate) requests: f64,
     /// Server CPU (user + system, all threads and child processes) per request.
-    cpu_us_per_req: f64,
+    pub(crate) cpu_us_per_req: f64,
     /// Server CPU seconds per wall second (1.0 = its pinned core fully used).
-    server_util: f64,
+    pub(crate) server_util: f64,
 }
 
 /// `taskset -c 1 wrk -tT -cC -dDs --latency -s script URL`, bounded.
 #[allow(clippy::too_many_arguments)]
-fn wrk(
+pub(crate) fn wrk(
     o: &ServingOptions,
     dir: &Path,
     url: &str,
@@ -597,16 +597,16 @@ pub fn run(o: &ServingOptions) -> Result<(), String> {
 }
 
 /// What `setup_daemon` made.
-struct Setup {
-    store_id: u64,
+pub(crate) struct Setup {
+    pub(crate) store_id: u64,
     /// DER of the leaves' issuer (the INTERMEDIATE).
-    issuer_der: Vec<u8>,
-    serials: Vec<Vec<u8>>,
+    pub(crate) issuer_der: Vec<u8>,
+    pub(crate) serials: Vec<Vec<u8>>,
 }
 
 /// Store, issuers, template and leaves over the API; returns the store id, the issuing CA's
 /// DER and the leaves' serials.
-fn setup_daemon(o: &ServingOptions, api: &Api, dir: &Path) -> Result<Setup, String> {
+pub(crate) fn setup_daemon(o: &ServingOptions, api: &Api, dir: &Path) -> Result<Setup, String> {
     let store = api.call(
         "POST",
         "",
@@ -690,7 +690,7 @@ fn setup_daemon(o: &ServingOptions, api: &Api, dir: &Path) -> Result<Setup, Stri
 
 /// Checks every GET (status and size through one curl) and one POST/GET answer's bytes;
 /// returns one response (for nginx) and how many GETs answered well.
-fn check_answers(
+pub(crate) fn check_answers(
     public: &str,
     get_lines: &[String],
     post_lines: &[String],
@@ -764,7 +764,7 @@ fn check_answers(
     Ok((got, good))
 }
 
-fn nginx_conf(dir: &Path, port: u16) -> String {
+pub(crate) fn nginx_conf(dir: &Path, port: u16) -> String {
     let d = dir.display();
     format!(
         r#"daemon off;
@@ -797,7 +797,7 @@ http {{
 }
 
 /// Resident memory of another process.
-fn proc_rss(pid: i32) -> Option<u64> {
+pub(crate) fn proc_rss(pid: i32) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
         .lines()

@@ -35,24 +35,15 @@ pub(super) async fn route(
     } else {
         method
     };
-    let appkey = m.appkey.clone();
-    match (method.clone(), m.route, caller) {
-        (Method::GET, Route::Healthz, _) => Ok(health(api)),
-        (Method::GET, Route::OpenApi, _) => Ok(super::reference::openapi()),
-        (Method::GET, Route::CrlDer(s, c), _) => {
-            revocation::crl(api, appkey, s, c, CrlForm::Der).await
-        }
-        (Method::GET, Route::CrlPem(s, c), _) => {
-            revocation::crl(api, appkey, s, c, CrlForm::Pem).await
-        }
-        (Method::POST, Route::Ocsp(s), _) => Ok(Reply::Ready(
-            revocation::ocsp(api, &appkey, s, None, headers, &body).await,
-        )),
-        (Method::GET, Route::OcspGet(s, path), _) => Ok(Reply::Ready(
-            revocation::ocsp(api, &appkey, s, Some(&path), headers, &body).await,
-        )),
-        (_, route, Some(who)) => management(api, method, route, who, query, body).await,
-        (_, _, None) => Err(ApiError::method_not_allowed(allow)),
+    if let Some(reply) =
+        super::public::public_reply(&*api.source, method, &m.route, &m.appkey, headers, &body).await
+    {
+        return reply;
+    }
+    match (m.route, caller) {
+        (Route::OpenApi, _) if method == Method::GET => Ok(super::reference::openapi()),
+        (route, Some(who)) => management(api, method, route, who, query, body).await,
+        (_, None) => Err(ApiError::method_not_allowed(allow)),
     }
 }
 
@@ -201,7 +192,9 @@ async fn management_inner(
                 body: Bytes::from(crate::pki::cert::to_pem(&c.der)),
             })
         }
-        (Method::GET, Route::Crl(s, c)) => revocation::crl(api, appkey, s, c, CrlForm::Info).await,
+        (Method::GET, Route::Crl(s, c)) => {
+            revocation::crl(&*api.source, appkey, s, c, CrlForm::Info).await
+        }
         (Method::POST, Route::Crl(s, c)) => {
             who.require(Role::Admin)?;
             revocation::renew_crl(api, actor, s, c, &body).await
@@ -378,31 +371,6 @@ fn issued_leaf(
         v["privateKeyType"] = json!(private_key_type);
     }
     Ok(v)
-}
-
-fn health(api: &Api) -> Reply {
-    let h = api.ca.hsm.health();
-    let up = h.up;
-    let body = json!({
-        "hsm": if up { "up" } else { "down" },
-        "status": if up { "ok" } else { "degraded" },
-        "reason": h.reason,
-        "recovering": h.recovering,
-        "sinceSeconds": h.since.as_secs(),
-        "token": h.token_label,
-        "sessions": h.sessions,
-        "ocspCachedResponses": api.ca.publisher.cached_responses(),
-    });
-    Reply::Raw {
-        status: if up {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        },
-        content_type: "application/json",
-        headers: vec![("cache-control", "no-store".into())],
-        body: Bytes::from(body.to_string()),
-    }
 }
 
 /// A certificate name as a file name: path separators, quotes and control characters replaced.

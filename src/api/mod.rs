@@ -9,9 +9,11 @@ mod error;
 pub mod fuzzing;
 mod handlers;
 mod leaf_body;
+pub mod public;
 mod reference;
 mod revocation;
 pub mod route;
+pub mod source;
 mod views;
 
 pub use auth::{Authed, Peer};
@@ -48,8 +50,8 @@ pub struct Api {
     pub ca: Ca,
     /// Roles and tokens; replaced on SIGHUP.
     pub access: Arc<RwLock<Arc<Config>>>,
-    /// Bounds the OCSP requests that need signing on demand.
-    pub(crate) slow_ocsp: Arc<tokio::sync::Semaphore>,
+    /// The answers behind the public routes: the pre-signed cache, database and HSM.
+    pub source: Arc<dyn source::StatusSource>,
 }
 
 /// A successful answer before it becomes a response.
@@ -69,10 +71,14 @@ pub enum Reply {
 
 impl Api {
     pub fn new(ca: Ca, config: Arc<Config>) -> Api {
+        let source = Arc::new(source::ApplianceSource {
+            ca: ca.clone(),
+            slow_ocsp: Arc::new(tokio::sync::Semaphore::new(4)),
+        });
         Api {
             ca,
             access: Arc::new(RwLock::new(config)),
-            slow_ocsp: Arc::new(tokio::sync::Semaphore::new(4)),
+            source,
         }
     }
 
@@ -83,15 +89,16 @@ impl Api {
         peer: Arc<Peer>,
         listener: Listener,
     ) -> Response<Full<Bytes>> {
+        if listener == Listener::Public {
+            return public::handle(&*self.source, req).await;
+        }
         let (parts, body) = req.into_parts();
-        let body = match self.ocsp_fast(&parts, body).await {
+        let body = match public::ocsp_fast(&*self.source, &parts, body).await {
             Ok(response) => return response,
             Err(body) => body,
         };
         let mut route = "none";
-        let result = self
-            .dispatch(parts, body, &peer, listener, &mut route)
-            .await;
+        let result = self.dispatch(parts, body, &peer, &mut route).await;
         let response = match result {
             Ok(reply) => into_response(reply),
             Err(e) => error_response(e),
@@ -100,61 +107,17 @@ impl Api {
         response
     }
 
-    /// OCSP, the public hot path, without the general routing: the same answers as `dispatch`
-    /// gives these routes (they are public on both listeners), with nothing parsed or
-    /// allocated that the answer does not need. Hands the body back for any other request.
-    async fn ocsp_fast(
-        &self,
-        parts: &hyper::http::request::Parts,
-        body: Incoming,
-    ) -> Result<Response<Full<Bytes>>, Incoming> {
-        use hyper::body::Body;
-        let Some(target) = route::ocsp(parts.uri.path()) else {
-            return Err(body);
-        };
-        let (route, body) = match (&parts.method, target.get_path) {
-            (&Method::POST, None) => ("ocsp_post", read_body(body, &parts.headers).await),
-            // A GET with a body takes `dispatch`, which reads (and may refuse) it.
-            (&Method::GET | &Method::HEAD, Some(_)) if body.is_end_stream() => {
-                ("ocsp_get", Ok(Bytes::new()))
-            }
-            _ => return Err(body),
-        };
-        let response = match body {
-            Ok(body) => {
-                revocation::ocsp(
-                    self,
-                    target.appkey,
-                    target.store_id,
-                    target.get_path,
-                    &parts.headers,
-                    &body,
-                )
-                .await
-            }
-            Err(e) => error_response(e),
-        };
-        crate::metrics::METRICS.request(route, response.status().as_u16());
-        Ok(response)
-    }
-
     async fn dispatch(
         &self,
         parts: hyper::http::request::Parts,
         body: Incoming,
         peer: &Peer,
-        listener: Listener,
         route_name: &mut &'static str,
     ) -> Result<Reply, ApiError> {
         let path = parts.uri.path();
         let matched =
             route::parse(path)?.ok_or_else(|| ApiError::not_found(format!("no route {path}")))?;
         *route_name = matched.route.name();
-        if listener == Listener::Public && !matched.route.on_public_listener(&parts.method) {
-            return Err(ApiError::not_found(format!(
-                "no route {path} on the public listener"
-            )));
-        }
         let body = read_body(body, &parts.headers).await?;
         let query = parts.uri.query().unwrap_or("").to_owned();
         let caller = if matched.route.is_public(&parts.method) {

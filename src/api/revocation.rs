@@ -1,8 +1,6 @@
 //! CRL and OCSP routes. OCSP and CRL downloads are public (no identity); the OCSP hot path is a
 //! cache read.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{
@@ -12,6 +10,7 @@ use hyper::{HeaderMap, Response, StatusCode};
 use serde_json::json;
 
 use super::error::ApiError;
+use super::source::StatusSource;
 use super::{timestamp, Api, Reply};
 use crate::ca::CaError;
 use crate::clock::now;
@@ -30,38 +29,44 @@ pub enum CrlForm {
 
 /// GET `.../certs/{issuerCertId}/crl[/der|/pem]`.
 pub async fn crl(
-    api: &Api,
+    source: &dyn StatusSource,
     appkey: String,
     store_id: u64,
     issuer_id: u64,
     form: CrlForm,
 ) -> Result<Reply, ApiError> {
-    let (rec, der) = api
-        .blocking(move |ca| {
-            let (store, issuer) = crl_issuer(ca, &appkey, store_id, issuer_id)?;
-            match ca
-                .publisher
+    let (rec, der) = source.crl(appkey, store_id, issuer_id).await?;
+    Ok(crl_reply(store_id, issuer_id, &rec, der, form))
+}
+
+/// The appliance's current CRL of an issuer (blocking: database, maybe the HSM).
+pub(super) fn crl_of(
+    ca: &crate::ca::Ca,
+    appkey: &str,
+    store_id: u64,
+    issuer_id: u64,
+) -> Result<(CrlRecord, Vec<u8>), CaError> {
+    let (store, issuer) = crl_issuer(ca, appkey, store_id, issuer_id)?;
+    match ca
+        .publisher
+        .crl(store.id, issuer.id)
+        .map_err(CaError::from)?
+    {
+        Some(found) => Ok(found),
+        None => {
+            // First request before the scheduler's first pass: sign it now.
+            if !ca.hsm.is_up() {
+                return Err(CaError::HsmUnavailable("no CRL has been signed yet".into()));
+            }
+            ca.publisher
+                .renew_crl(&store, &issuer)
+                .map_err(CaError::from)?;
+            ca.publisher
                 .crl(store.id, issuer.id)
                 .map_err(CaError::from)?
-            {
-                Some(found) => Ok(found),
-                None => {
-                    // First request before the scheduler's first pass: sign it now.
-                    if !ca.hsm.is_up() {
-                        return Err(CaError::HsmUnavailable("no CRL has been signed yet".into()));
-                    }
-                    ca.publisher
-                        .renew_crl(&store, &issuer)
-                        .map_err(CaError::from)?;
-                    ca.publisher
-                        .crl(store.id, issuer.id)
-                        .map_err(CaError::from)?
-                        .ok_or_else(|| CaError::Internal("CRL vanished".into()))
-                }
-            }
-        })
-        .await?;
-    Ok(crl_reply(store_id, issuer_id, &rec, der, form))
+                .ok_or_else(|| CaError::Internal("CRL vanished".into()))
+        }
+    }
 }
 
 /// POST `.../certs/{issuerCertId}/crl`: renew now; answers `true`.
@@ -163,39 +168,16 @@ fn crl_reply(store_id: u64, issuer_id: u64, rec: &CrlRecord, der: Vec<u8>, form:
 /// POST `.../ocsp` (DER body) and GET `.../ocsp/{request}`: the serving hot path, which
 /// builds its response directly from the cached response's ready-made parts.
 pub async fn ocsp(
-    api: &Api,
+    source: &dyn StatusSource,
     appkey: &str,
     store_id: u64,
     get_path: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response<Full<Bytes>> {
-    let publisher = &api.ca.publisher;
-    let answer = match lookup(publisher, appkey, store_id, get_path, headers, body) {
+    let answer = match lookup(source, appkey, store_id, get_path, headers, body) {
         Ok(a) => a,
-        Err(reqs) => {
-            // The slow path signs a few responses at a time; a request waits up to 3 s for its
-            // turn, then gets tryLater (never unbounded HSM work).
-            let permit = tokio::time::timeout(
-                std::time::Duration::from_secs(3),
-                Arc::clone(&api.slow_ocsp).acquire_owned(),
-            )
-            .await;
-            let Ok(Ok(permit)) = permit else {
-                return ocsp_error(OcspErrorStatus::TryLater);
-            };
-            let p = publisher.clone();
-            let appkey = appkey.to_owned();
-            let answer = tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                p.ocsp_slow(&appkey, store_id, &reqs)
-            })
-            .await;
-            match answer {
-                Ok(a) => a,
-                Err(_) => OcspAnswer::Error(OcspErrorStatus::InternalError),
-            }
-        }
+        Err(reqs) => source.ocsp_slow(appkey, store_id, reqs).await,
     };
     match answer {
         OcspAnswer::Signed(e) => {
@@ -209,7 +191,7 @@ pub async fn ocsp(
 /// Decodes the request (GET path or POST body) and looks it up in the cache; `Err` hands back
 /// the parsed CertIDs for the slow path.
 fn lookup(
-    publisher: &crate::status::Publisher,
+    source: &dyn StatusSource,
     appkey: &str,
     store_id: u64,
     get_path: Option<&str>,
@@ -236,7 +218,7 @@ fn lookup(
             body
         }
     };
-    publisher.ocsp(appkey, store_id, request)
+    source.ocsp(appkey, store_id, request)
 }
 
 /// A signed response with RFC 5019 §6 caching headers; 304 for a matching `If-None-Match`.

@@ -49,7 +49,7 @@ pub fn serve(config_path: &Path) -> Result<(), String> {
 /// current-thread scheduler: a multi-thread runtime would still run its one worker beside the
 /// thread that accepts connections and pay for work-stealing it cannot use. HSM and database
 /// work runs on the blocking pool either way.
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     // TOKIO_WORKER_THREADS, when set, asks for the multi-thread runtime with that many workers.
     if cpus == 1 && std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
@@ -72,6 +72,15 @@ async fn run(
 ) -> Result<(), String> {
     let config = Arc::new(config);
     let publisher = Publisher::new(db.clone(), hsm.clone(), config.hsm.sessions);
+    if let Some(urls) = config.publish.redis.clone() {
+        let password_file = config
+            .publish
+            .password_file
+            .as_ref()
+            .map(|p| config.resolve(p));
+        let target = crate::publish::Target::new(urls, password_file.as_deref())?;
+        crate::publish::start(target, publisher.clone());
+    }
     publisher.start();
     let ca = Ca::new(db, hsm, &config.public.base_url, publisher.clone());
     // Shared by every connection; a request clones the Arc, not the state.
@@ -211,6 +220,14 @@ fn reload(config_path: &Path, tls: &RwLock<Arc<ServerConfig>>, api: &Api) {
 pub fn check_config(config_path: &Path) -> Result<String, String> {
     let config = Config::load(config_path).map_err(|e| e.to_string())?;
     tls::server_config(&config)?;
+    if let Some(urls) = config.publish.redis.clone() {
+        let password_file = config
+            .publish
+            .password_file
+            .as_ref()
+            .map(|p| config.resolve(p));
+        crate::publish::Target::new(urls, password_file.as_deref())?;
+    }
     let pin = config.pin().map_err(|e| e.to_string())?;
     let hsm = Hsm::open(&config.hsm, pin).map_err(|e| format!("HSM: {e}"))?;
     if !hsm.is_up() {

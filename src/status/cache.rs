@@ -14,6 +14,7 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 
+use super::sink::Signed;
 use crate::pki::ocsp::{self, OcspErrorStatus};
 
 /// One signed response, as the signer hands it to the cache.
@@ -116,6 +117,25 @@ impl CachedResponse {
         self.part(4)
     }
 
+    /// A response published by an appliance, as a responder (`crate::publish`) caches it.
+    pub fn published(
+        key: &[u8],
+        der: Vec<u8>,
+        this_update: i64,
+        next_update: i64,
+        refresh_at: i64,
+    ) -> CachedResponse {
+        CachedResponse::new(
+            key,
+            &OcspEntry::new(der, this_update, next_update, refresh_at, 0, 0),
+        )
+    }
+
+    /// The CertID DER (or concatenated CertIDs) it is cached under.
+    pub fn cert_id_key(&self) -> &[u8] {
+        self.key()
+    }
+
     /// The CertID DER (or concatenated CertIDs) it is cached under.
     fn key(&self) -> &[u8] {
         &self.buf[..self.ends[0] as usize]
@@ -145,12 +165,14 @@ pub(super) struct Cache {
     /// moment: work that began before it (a refresh, an on-demand signature) must not bring
     /// their responses back.
     dropped: std::sync::Mutex<HashMap<u64, u64>>,
+    /// Where accepted responses are announced (the Redis publisher), when attached.
+    pub(super) sink: super::sink::SinkSlot,
 }
 
 #[derive(Default)]
 pub(super) struct StoreCache {
     /// The store's tenant: a request under another appkey finds nothing.
-    appkey: String,
+    appkey: Arc<str>,
     maps: RwLock<Maps>,
 }
 
@@ -226,7 +248,7 @@ impl Cache {
         cert_id_der: &[u8],
     ) -> Option<Arc<CachedResponse>> {
         let stores = self.stores.read().ok()?;
-        let store = stores.get(&store_id).filter(|s| s.appkey == appkey)?;
+        let store = stores.get(&store_id).filter(|s| &*s.appkey == appkey)?;
         let maps = store.maps.read().ok()?;
         maps.get(cert_id_der).cloned()
     }
@@ -254,7 +276,7 @@ impl Cache {
         }
         Some(Arc::clone(stores.entry(store_id).or_insert_with(|| {
             Arc::new(StoreCache {
-                appkey: appkey.to_owned(),
+                appkey: appkey.into(),
                 maps: RwLock::default(),
             })
         })))
@@ -273,7 +295,13 @@ impl Cache {
         {
             return;
         }
-        maps.insert(e);
+        maps.insert(Arc::clone(&e));
+        drop(maps);
+        self.sink.send(|| Signed::Ocsp {
+            store_id,
+            appkey: Arc::clone(&store.appkey),
+            response: e,
+        });
     }
 
     /// Swaps in a refresh of `issuers` signed at generation `generation`: their old entries go,
@@ -298,15 +326,43 @@ impl Cache {
             next.insert(Arc::new(CachedResponse::new(&k, &e)));
         }
         let mut maps = store.maps.write().unwrap_or_else(|p| p.into_inner());
+        // Forms the refresh does not re-sign (SHA-2 CertIDs, multi-CertID requests) leave the
+        // cache here; the sink is told, so that they stop being served elsewhere too.
+        let mut dropped = Vec::new();
         for Keyed(e) in maps.by_key.iter() {
             let keep = !issuers.contains(&e.issuer_id)
                 || e.generation > generation
                 || (!complete && next.get(e.key()).is_none());
             if keep {
                 next.insert(Arc::clone(e));
+            } else if next.get(e.key()).is_none() {
+                dropped.push(e.key().to_vec());
             }
         }
+        let published: Vec<Arc<CachedResponse>> = match self.sink.get() {
+            Some(_) => next
+                .by_key
+                .iter()
+                .filter(|k| k.0.generation == generation)
+                .map(|k| Arc::clone(&k.0))
+                .collect(),
+            None => Vec::new(),
+        };
         *maps = next;
+        drop(maps);
+        if !dropped.is_empty() {
+            self.sink.send(|| Signed::Forget {
+                store_id,
+                keys: dropped,
+            });
+        }
+        for response in published {
+            self.sink.send(|| Signed::Ocsp {
+                store_id,
+                appkey: Arc::clone(&store.appkey),
+                response,
+            });
+        }
         true
     }
 
@@ -323,11 +379,20 @@ impl Cache {
         };
         let digits = &serial[serial.iter().position(|b| *b != 0).unwrap_or(serial.len())..];
         let mut maps = store.maps.write().unwrap_or_else(|p| p.into_inner());
-        maps.by_key.remove(presigned);
+        let mut keys = Vec::new();
+        if maps.by_key.remove(presigned) {
+            keys.push(presigned.to_vec());
+        }
         if let Some(forms) = maps.variants.remove(&(issuer_id, digits.into())) {
             for f in forms {
-                maps.by_key.remove(&f[..]);
+                if maps.by_key.remove(&f[..]) {
+                    keys.push(f.into_vec());
+                }
             }
+        }
+        drop(maps);
+        if !keys.is_empty() {
+            self.sink.send(|| Signed::Forget { store_id, keys });
         }
     }
 
@@ -339,6 +404,28 @@ impl Cache {
             d.insert(store_id, at);
         }
         stores.remove(&store_id);
+        drop(stores);
+        self.sink.send(|| Signed::OcspOff { store_id });
+    }
+
+    /// Every cached response, with its store and tenant (a full republish).
+    pub(super) fn all(&self) -> Vec<(u64, Arc<str>, Arc<CachedResponse>)> {
+        let stores: Vec<(u64, Arc<StoreCache>)> = self
+            .stores
+            .read()
+            .map(|s| s.iter().map(|(k, v)| (*k, Arc::clone(v))).collect())
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for (id, st) in stores {
+            if let Ok(m) = st.maps.read() {
+                out.extend(
+                    m.by_key
+                        .iter()
+                        .map(|k| (id, Arc::clone(&st.appkey), Arc::clone(&k.0))),
+                );
+            }
+        }
+        out
     }
 
     /// How many responses are cached in all (for metrics).

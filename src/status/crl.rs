@@ -85,6 +85,14 @@ impl Publisher {
         db.put_crl(store.id, &rec, &der)?;
         db.durable()?;
         *covered = covers;
+        self.inner.cache.sink.send(|| super::Signed::Crl {
+            store_id: store.id,
+            appkey: store.appkey.as_str().into(),
+            issuer_id: issuer.id,
+            der: der.into(),
+            this_update,
+            next_update,
+        });
         Ok(rec)
     }
 

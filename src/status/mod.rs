@@ -7,9 +7,11 @@ mod cache;
 mod crl;
 mod presign;
 mod scheduler;
+mod sink;
 
 pub use cache::{CachedResponse, OcspAnswer, OcspEntry};
 pub use presign::RefreshStats;
+pub use sink::{Signed, Sink};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
@@ -152,7 +154,64 @@ impl Publisher {
         if store.crl_active {
             self.renew_crl(store, &issuer)?;
         }
+        // The revoke answers once its responses and CRL are published, or after the bound
+        // (the publisher keeps retrying: the revocation itself is durable here).
+        if let Some(sink) = self.inner.cache.sink.get() {
+            if !sink.flush(REVOKE_PUBLISH_BOUND) {
+                log::warn!(
+                    "revocation of certificate {} not yet published; queued for retry",
+                    cert.id
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// Attaches the sink every signed response and CRL is handed to (once).
+    pub fn set_sink(&self, sink: Arc<dyn Sink>) {
+        if !self.inner.cache.sink.set(sink) {
+            log::warn!("a publish sink was already attached");
+        }
+    }
+
+    /// Everything current: every cached OCSP response and every stored CRL (for a full
+    /// republish). Blocking (database).
+    pub fn current_signed(&self) -> Vec<Signed> {
+        let mut out: Vec<Signed> = self
+            .inner
+            .cache
+            .all()
+            .into_iter()
+            .map(|(store_id, appkey, response)| Signed::Ocsp {
+                store_id,
+                appkey,
+                response,
+            })
+            .collect();
+        let db = &self.inner.db;
+        for store in db.all_stores().unwrap_or_default() {
+            if !store.ocsp_active {
+                // Responses published before OCSP was turned off are not to be served.
+                out.push(Signed::OcspOff { store_id: store.id });
+            }
+            if !store.crl_active {
+                continue;
+            }
+            let appkey: Arc<str> = store.appkey.as_str().into();
+            for issuer in db.issuers_of_store(store.id).unwrap_or_default() {
+                if let Ok(Some((rec, der))) = self.crl(store.id, issuer.id) {
+                    out.push(Signed::Crl {
+                        store_id: store.id,
+                        appkey: Arc::clone(&appkey),
+                        issuer_id: issuer.id,
+                        der: der.into(),
+                        this_update: rec.this_update,
+                        next_update: rec.next_update,
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Remembers a revocation whose CRL/OCSP could not be signed; the scheduler retries it.
@@ -241,6 +300,10 @@ impl Publisher {
     /// A store was deleted: forget everything signed for it.
     pub fn store_deleted(&self, store: &StoreRecord) {
         self.inner.cache.drop_store(store.id);
+        self.inner
+            .cache
+            .sink
+            .send(|| Signed::StoreGone { store_id: store.id });
     }
 
     /// Answers an OCSP request from the cache when it can (the hot path: no HSM, no database).
@@ -251,30 +314,7 @@ impl Publisher {
         store_id: u64,
         request: &[u8],
     ) -> Result<OcspAnswer, Vec<RequestedCertId>> {
-        // The common request (one CertID, as pre-signed) needs no decoding: its CertID bytes
-        // are the cache key. Anything else, or a miss, takes the full parse below.
-        if let Some(cert_id) = ocsp::single_cert_id(request) {
-            if let Some(e) = self.inner.cache.get(appkey, store_id, cert_id) {
-                return Ok(OcspAnswer::Signed(e));
-            }
-        }
-        let reqs = match ocsp::parse_request(request) {
-            Ok(r) => r,
-            Err(e) => return Ok(OcspAnswer::Error(e.status())),
-        };
-        if reqs.len() == 1 {
-            if let Some(e) = self.inner.cache.get(appkey, store_id, &reqs[0].der) {
-                return Ok(OcspAnswer::Signed(e));
-            }
-        } else if reqs.len() <= MAX_CERT_IDS {
-            let key: Vec<u8> = reqs.iter().flat_map(|r| r.der.iter().copied()).collect();
-            if let Some(e) = self.inner.cache.get(appkey, store_id, &key) {
-                return Ok(OcspAnswer::Signed(e));
-            }
-        } else {
-            return Ok(OcspAnswer::Error(OcspErrorStatus::MalformedRequest));
-        }
-        Err(reqs)
+        answer_from(request, |key| self.inner.cache.get(appkey, store_id, key))
     }
 
     /// The slow path of `ocsp` (blocking: database, maybe the HSM).
@@ -338,7 +378,15 @@ impl Publisher {
                 );
             }
         }
+        if let Some(sink) = self.inner.cache.sink.get() {
+            out.push_str(&sink.gauges());
+        }
         out
+    }
+
+    /// `/healthz`'s `"publish"` object, when a publisher is attached.
+    pub fn publish_health(&self) -> Option<serde_json::Value> {
+        self.inner.cache.sink.get().map(|s| s.health())
     }
 
     /// Responses cached in all.
@@ -349,3 +397,38 @@ impl Publisher {
 
 /// Most CertIDs one request may name.
 pub const MAX_CERT_IDS: usize = 16;
+
+/// How long a revoke waits for its publication before answering (then it is retried).
+const REVOKE_PUBLISH_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Answers an OCSP request from a cache read by `get` (CertID DER, or several concatenated →
+/// response), as the appliance and the responders do. `Err` hands back the parsed CertIDs of a
+/// request the cache cannot answer.
+pub fn answer_from(
+    request: &[u8],
+    get: impl Fn(&[u8]) -> Option<Arc<CachedResponse>>,
+) -> Result<OcspAnswer, Vec<RequestedCertId>> {
+    // The common request (one CertID, as pre-signed) needs no decoding: its CertID bytes
+    // are the cache key. Anything else, or a miss, takes the full parse below.
+    if let Some(cert_id) = ocsp::single_cert_id(request) {
+        if let Some(e) = get(cert_id) {
+            return Ok(OcspAnswer::Signed(e));
+        }
+    }
+    let reqs = match ocsp::parse_request(request) {
+        Ok(r) => r,
+        Err(e) => return Ok(OcspAnswer::Error(e.status())),
+    };
+    if reqs.len() > MAX_CERT_IDS {
+        return Ok(OcspAnswer::Error(OcspErrorStatus::MalformedRequest));
+    }
+    if let Some(e) = get(&cache_key(&reqs)) {
+        return Ok(OcspAnswer::Signed(e));
+    }
+    Err(reqs)
+}
+
+/// The cache key of parsed CertIDs: the one CertID's DER, or their concatenation.
+pub fn cache_key(reqs: &[RequestedCertId]) -> Vec<u8> {
+    reqs.iter().flat_map(|r| r.der.iter().copied()).collect()
+}
