@@ -72,6 +72,22 @@ impl ApiError {
         )
     }
 
+    pub fn uri_too_long(limit: usize) -> ApiError {
+        Self::new(
+            StatusCode::URI_TOO_LONG,
+            41400,
+            format!("path: longer than the limit of {limit} bytes"),
+        )
+    }
+
+    pub fn body_timeout(secs: u64) -> ApiError {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            40800,
+            format!("body: did not arrive within {secs} s"),
+        )
+    }
+
     pub fn unsupported_media(message: impl Into<String>) -> ApiError {
         Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, 41500, message)
     }

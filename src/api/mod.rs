@@ -31,6 +31,9 @@ use crate::config::Config;
 /// Request bodies above this are refused with 413.
 pub const BODY_LIMIT: usize = 1 << 20;
 
+/// Request paths longer than this are refused with 414 (in the envelope, on both protocols).
+pub const PATH_LIMIT: usize = 8 << 10;
+
 /// Which listener a request came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Listener {
@@ -48,6 +51,8 @@ pub struct Api {
     pub access: Arc<RwLock<Arc<Config>>>,
     /// Bounds the OCSP requests that need signing on demand.
     pub(crate) slow_ocsp: Arc<tokio::sync::Semaphore>,
+    /// How long a request body may take to arrive (`limits.body_timeout_secs`).
+    pub(crate) body_timeout: std::time::Duration,
 }
 
 /// A successful answer before it becomes a response.
@@ -68,6 +73,7 @@ pub enum Reply {
 impl Api {
     pub fn new(ca: Ca, config: Arc<Config>) -> Api {
         Api {
+            body_timeout: std::time::Duration::from_secs(config.limits.body_timeout_secs),
             ca,
             access: Arc::new(RwLock::new(config)),
             slow_ocsp: Arc::new(tokio::sync::Semaphore::new(4)),
@@ -82,14 +88,26 @@ impl Api {
         listener: Listener,
     ) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
+        if parts.uri.path().len() > PATH_LIMIT {
+            let _ = self.read_body(body, &parts.headers).await;
+            return error_response(ApiError::uri_too_long(PATH_LIMIT));
+        }
         let body = match self.ocsp_fast(&parts, body).await {
             Ok(response) => return response,
             Err(body) => body,
         };
+        // Every answer, errors included, is given after the body was read: an answer sent while
+        // the client still uploads makes HTTP/2 reset the stream and HTTP/1.1 close the
+        // connection, so whether the client sees it would depend on timing.
+        let body = self.read_body(body, &parts.headers).await;
         let mut route = "none";
-        let result = self
-            .dispatch(parts, body, &peer, listener, &mut route)
-            .await;
+        let result = match body {
+            Ok(body) => {
+                self.dispatch(parts, body, &peer, listener, &mut route)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         let response = match result {
             Ok(reply) => into_response(reply),
             Err(e) => error_response(e),
@@ -111,7 +129,7 @@ impl Api {
             return Err(body);
         };
         let (route, body) = match (&parts.method, target.get_path) {
-            (&Method::POST, None) => ("ocsp_post", read_body(body, &parts.headers).await),
+            (&Method::POST, None) => ("ocsp_post", self.read_body(body, &parts.headers).await),
             // A GET with a body takes `dispatch`, which reads (and may refuse) it.
             (&Method::GET | &Method::HEAD, Some(_)) if body.is_end_stream() => {
                 ("ocsp_get", Ok(Bytes::new()))
@@ -139,7 +157,7 @@ impl Api {
     async fn dispatch(
         &self,
         parts: hyper::http::request::Parts,
-        body: Incoming,
+        body: Bytes,
         peer: &Peer,
         listener: Listener,
         route_name: &mut &'static str,
@@ -153,7 +171,6 @@ impl Api {
                 "no route {path} on the public listener"
             )));
         }
-        let body = read_body(body, &parts.headers).await?;
         let query = parts.uri.query().unwrap_or("").to_owned();
         let caller = if matched.route.is_public(&parts.method) {
             None
@@ -170,7 +187,9 @@ impl Api {
                 &matched.appkey,
             )?)
         };
-        handlers::route(
+        let appkey = matched.appkey.clone();
+        let store_id = matched.route.store_id();
+        let result = handlers::route(
             self,
             &parts.method,
             matched,
@@ -179,7 +198,44 @@ impl Api {
             &parts.headers,
             body,
         )
-        .await
+        .await;
+        match (result, store_id) {
+            (Err(e), Some(id)) if e.status == StatusCode::INTERNAL_SERVER_ERROR => {
+                Err(self.unless_store_gone(e, appkey, id).await)
+            }
+            (result, _) => result,
+        }
+    }
+
+    /// A failure of a request under a store that was deleted while it ran (its keys destroyed
+    /// under a signature, its records gone under a write) is the 404 that asking a moment
+    /// later gives, not a server fault.
+    async fn unless_store_gone(&self, e: ApiError, appkey: String, store_id: u64) -> ApiError {
+        let gone = self
+            .blocking(move |ca| Ok(ca.db.store(&appkey, store_id)?.is_none()))
+            .await;
+        if matches!(gone, Ok(true)) {
+            log::info!(
+                "request on store {store_id} failed because the store was deleted meanwhile ({})",
+                e.message
+            );
+            ApiError::not_found(format!(
+                "caStoreId: store {store_id} was deleted while the request ran"
+            ))
+        } else {
+            e
+        }
+    }
+
+    /// Reads the whole body within the body timeout (408 after it).
+    async fn read_body(
+        &self,
+        body: Incoming,
+        headers: &hyper::HeaderMap,
+    ) -> Result<Bytes, ApiError> {
+        tokio::time::timeout(self.body_timeout, read_body(body, headers))
+            .await
+            .unwrap_or_else(|_| Err(ApiError::body_timeout(self.body_timeout.as_secs())))
     }
 
     /// Runs blocking CA work (HSM, durable writes) off the async executor.
@@ -218,6 +274,7 @@ async fn read_body(body: Incoming, headers: &hyper::HeaderMap) -> Result<Bytes, 
             continue; // trailers
         };
         if first.len() + more.len() + data.len() > BODY_LIMIT {
+            drain(body).await;
             return Err(ApiError::too_large());
         }
         if first.is_empty() && more.is_empty() {

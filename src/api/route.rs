@@ -51,6 +51,26 @@ impl Route {
         }
     }
 
+    /// The store a route is under, if any.
+    pub fn store_id(&self) -> Option<u64> {
+        match self {
+            Route::Healthz | Route::Stores | Route::AuditEvents => None,
+            Route::Store(s)
+            | Route::Certs(s)
+            | Route::Cert(s, _)
+            | Route::CertDownload(s, _)
+            | Route::CertRevoke(s, _)
+            | Route::Crl(s, _)
+            | Route::CrlDer(s, _)
+            | Route::CrlPem(s, _)
+            | Route::Templates(s)
+            | Route::Template(s, _)
+            | Route::TemplateIssue(s, _)
+            | Route::Ocsp(s)
+            | Route::OcspGet(s, _) => Some(*s),
+        }
+    }
+
     /// Public routes need no identity (RFC 5019: relying parties must not need TLS).
     pub fn is_public(&self, method: &Method) -> bool {
         match self {

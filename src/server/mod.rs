@@ -1,6 +1,7 @@
 //! Listeners (rustls mutual TLS and plain public HTTP), graceful shutdown, SIGHUP reload,
 //! sd_notify and signals.
 
+pub mod conn;
 pub mod logging;
 pub mod tls;
 
@@ -9,8 +10,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
@@ -29,12 +29,13 @@ use crate::store::Db;
 pub fn serve(config_path: &Path) -> Result<(), String> {
     let config = Config::load(config_path).map_err(|e| e.to_string())?;
     logging::init(config.log.level.as_deref());
+    let nofile = conn::raise_nofile();
     let pin = config.pin().map_err(|e| e.to_string())?;
     let tls = tls::server_config(&config)?;
     let db = Db::open(&config.resolve(&config.storage.path)).map_err(|e| e.to_string())?;
     let hsm = Hsm::open(&config.hsm, pin).map_err(|e| format!("HSM: {e}"))?;
     let runtime = runtime().map_err(|e| format!("runtime: {e}"))?;
-    runtime.block_on(run(config, config_path.to_owned(), tls, db, hsm))
+    runtime.block_on(run(config, config_path.to_owned(), tls, db, hsm, nofile))
 }
 
 /// The async runtime for the listeners: one worker per CPU this process may run on. With a
@@ -62,6 +63,7 @@ async fn run(
     tls: Arc<ServerConfig>,
     db: Db,
     hsm: Hsm,
+    nofile: u64,
 ) -> Result<(), String> {
     let config = Arc::new(config);
     let publisher = Publisher::new(db.clone(), hsm.clone(), config.hsm.sessions);
@@ -93,58 +95,72 @@ async fn run(
     );
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
-    let graceful = GracefulShutdown::new();
+    let graceful = Arc::new(GracefulShutdown::new());
+    let (api_limits, public_limits) = conn::Limits::from_config(&config.limits, nofile);
+    log::info!(
+        "open-file limit {nofile}: up to {} API and {} public connections",
+        api_limits.max_connections,
+        public_limits.max_connections
+    );
+    let api_accept = {
+        let api = Arc::clone(&api);
+        let tls = Arc::clone(&tls);
+        let graceful = Arc::clone(&graceful);
+        let tracker = conn::Tracker::new("api", api_limits);
+        tokio::spawn(tracker.accept_loop(api_listener, move |tcp, place| {
+            let acceptor = TlsAcceptor::from(
+                tls.read()
+                    .map(|t| Arc::clone(&t))
+                    .unwrap_or_else(|p| Arc::clone(&p.into_inner())),
+            );
+            let api = Arc::clone(&api);
+            let watcher = graceful.watcher();
+            async move {
+                let _ = tcp.set_nodelay(true);
+                let Some(Ok(stream)) = place.within_first_deadline(acceptor.accept(tcp)).await
+                else {
+                    return;
+                };
+                let identity = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(tls::identity);
+                let peer = Arc::new(Peer { identity });
+                let handler = move |req| {
+                    let api = Arc::clone(&api);
+                    let peer = Arc::clone(&peer);
+                    async move { api.handle(req, peer, Listener::Api).await }
+                };
+                place.serve(stream, handler, watcher).await;
+            }
+        }))
+    };
+    let public_accept = {
+        let api = Arc::clone(&api);
+        let graceful = Arc::clone(&graceful);
+        let tracker = conn::Tracker::new("public", public_limits);
+        tokio::spawn(tracker.accept_loop(public_listener, move |tcp, place| {
+            let api = Arc::clone(&api);
+            let watcher = graceful.watcher();
+            async move {
+                let _ = tcp.set_nodelay(true);
+                let peer = Arc::new(Peer::default());
+                let handler = move |req| {
+                    let api = Arc::clone(&api);
+                    let peer = Arc::clone(&peer);
+                    async move { api.handle(req, peer, Listener::Public).await }
+                };
+                place.serve(tcp, handler, watcher).await;
+            }
+        }))
+    };
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     loop {
         tokio::select! {
-            accepted = api_listener.accept() => {
-                if let Ok((tcp, _)) = accepted {
-                    let acceptor = TlsAcceptor::from(tls.read().map(|t| Arc::clone(&t)).map_err(|_| "tls lock")?);
-                    let api = Arc::clone(&api);
-                    let watcher = graceful.watcher();
-                    tokio::spawn(async move {
-                        let _ = tcp.set_nodelay(true);
-                        let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await else {
-                            return;
-                        };
-                        let identity = stream
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .and_then(|c| c.first())
-                            .and_then(tls::identity);
-                        let peer = Arc::new(Peer { identity });
-                        let svc = service_fn(move |req| {
-                            let api = Arc::clone(&api);
-                            let peer = Arc::clone(&peer);
-                            async move { Ok::<_, std::convert::Infallible>(api.handle(req, peer, Listener::Api).await) }
-                        });
-                        let builder = auto::Builder::new(TokioExecutor::new());
-                        let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                        let _ = watcher.watch(conn.into_owned()).await;
-                    });
-                }
-            }
-            accepted = public_listener.accept() => {
-                if let Ok((tcp, _)) = accepted {
-                    let api = Arc::clone(&api);
-                    let watcher = graceful.watcher();
-                    tokio::spawn(async move {
-                        let _ = tcp.set_nodelay(true);
-                        let peer = Arc::new(Peer::default());
-                        let svc = service_fn(move |req| {
-                            let api = Arc::clone(&api);
-                            let peer = Arc::clone(&peer);
-                            async move { Ok::<_, std::convert::Infallible>(api.handle(req, peer, Listener::Public).await) }
-                        });
-                        let builder = auto::Builder::new(TokioExecutor::new());
-                        let conn = builder.serve_connection(TokioIo::new(tcp), svc);
-                        let _ = watcher.watch(conn.into_owned()).await;
-                    });
-                }
-            }
             accepted = accept_opt(metrics_listener.as_ref()) => {
                 if let Ok((tcp, _)) = accepted {
                     let publisher = publisher.clone();
@@ -166,8 +182,11 @@ async fn run(
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     log::info!("shutting down: draining in-flight requests");
-    drop(api_listener);
-    drop(public_listener);
+    api_accept.abort();
+    public_accept.abort();
+    let _ = api_accept.await;
+    let _ = public_accept.await;
+    let graceful = Arc::try_unwrap(graceful).map_err(|_| "listeners still running".to_string())?;
     if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
         .await
         .is_err()
