@@ -413,3 +413,110 @@ def test_flood_at_the_connection_cap(tmp_path, hard_limit):
         flood(env, "soft = hard = 1024")
         log = env.log.read_text(errors="replace")
         assert "up to 230 API and 460 public connections" in log, log[-2000:]
+
+
+# --------------------------------------------------------------------------------------------
+# Findings 4-9: input
+
+
+@pytest.fixture(scope="module")
+def pki(admin, tmp_path_factory):
+    """A store with OCSP and CRL on, a ROOT, an INTERMEDIATE, a leaf template and a leaf."""
+    sid = admin.create_store(unique("input"), crlActive=True, crlRefreshPeriod=7,
+                             ocspActive=True, ocspRefreshPeriod=12)["caStoreId"]
+    chain = build_chain(admin, sid, tmp_path_factory.mktemp("hardening"), label="input")
+    return {"sid": sid, "chain": chain, "leaf": chain.issue()}
+
+
+def test_appkey_with_control_characters_is_refused_and_cannot_forge_audit_lines(pcad):
+    forged = ("x%0A2026-01-01T00:00:00Z%20INFO%20%20pcad::audit:%20STORE_DELETE%20by%20"
+              "pcad-admin%20appkey=prod")
+    for appkey in [forged, "x%00y", "x%1B%5B2J", "x%7F", "x%C2%85y"]:
+        api = Api(pcad, "admin", appkey)
+        fails(api.post("", {"name": "forged"}), 400, 40000, "appkey", "control character")
+        fails(api.get(""), 400, 40000, "appkey")
+    log = Path(pcad.daemon.log).read_text(errors="replace")
+    assert "STORE_DELETE by pcad-admin appkey=prod" not in log
+    assert "\x00" not in log
+
+
+def test_control_characters_are_not_signed(admin, pki):
+    sid, chain = pki["sid"], pki["chain"]
+    tpl = chain.template["templateId"]
+    for cn in ["www.bank.com\u0000.evil.com", "a\u001bb.example.com", "x\u0085.example.com",
+               "x\u009f", "tab\there"]:
+        body = {"mode": "GENERATE", "commonName": cn, "ttlValue": 3600}
+        fails(admin.post(f"/{sid}/templates/{tpl}/certificates", body), 400, 40001,
+              "commonName", "control character")
+    for field in ["organization", "locality", "organizationalUnit", "streetAddress"]:
+        body = issuer_body("EC", 256)
+        body["subjectInfo"][field] = "Bank\u0000 Inc"
+        fails(admin.post(f"/{sid}/certs", body), 400, 40001, f"subjectInfo.{field}",
+              "control character")
+    body = issuer_body("EC", 256, otherSans=[{"oid": "1.3.6.1.4.1.311.20.2.3",
+                                              "type": "UTF8String", "value": "a\u0000@b"}])
+    fails(admin.post(f"/{sid}/certs", body), 400, 40001, "otherSans[0].value",
+          "control character")
+    # Printable non-ASCII text is still fine.
+    ok(admin.post(f"/{sid}/templates/{tpl}/certificates",
+                  {"mode": "GENERATE", "commonName": "café.example", "ttlValue": 3600}))
+
+
+@pytest.mark.parametrize("query,param", [
+    ("type=", "type"), ("page=", "page"), ("size=", "size"), ("search=", "search"),
+    ("page=0&page=abc", "page"), ("size=5&size=6", "size"), ("type=all&type=leaf", "type"),
+])
+def test_empty_or_repeated_query_parameters_are_named(admin, pki, query, param):
+    path = f"/{pki['sid']}/certs" if param == "type" else ""
+    reply = admin.call("GET", f"{path}?{query}")
+    message = fails(reply, 400, (40000, 40001), param)
+    assert message.startswith(f"{param}:"), message
+
+
+def test_ids_are_java_longs(admin):
+    for big in ["9223372036854775808", "18446744073709551615", "18446744073709551616"]:
+        fails(admin.get(f"/{big}"), 400, 40000, "caStoreId")
+        fails(admin.get(f"/1/certs/{big}"), 400, 40000, "certId")
+        fails(admin.get(f"/1/templates/{big}"), 400, 40000, "templateId")
+    fails(admin.get("/9223372036854775807"), 404, 40400)
+
+
+def test_content_disposition_quotes_and_encodes_the_name(admin, pki):
+    sid = pki["sid"]
+    name = "web server=1; 서버"
+    created = admin.create_issuer(sid, issuer_body("EC", 256, name=name))
+    reply = admin.get(f"/{sid}/certs/{created['certId']}/download")
+    assert reply.status == 200, reply
+    value = reply.headers["Content-Disposition"]
+    assert value == ('attachment; filename="web server=1; __.pem"; '
+                     "filename*=UTF-8''web%20server%3D1%3B%20%EC%84%9C%EB%B2%84.pem"), value
+    crl = admin.get(f"/{sid}/certs/{pki['chain'].int['certId']}/crl/der")
+    assert crl.status == 200, crl
+    assert re.fullmatch(r'attachment; filename=crl_\d+_\d+\.crl',
+                        crl.headers["Content-Disposition"]), crl.headers
+
+
+def test_if_none_match_is_for_get_only(pcad, appkey, pki):
+    chain, leaf = pki["chain"], pki["leaf"]
+    der = build_request(leaf.cert, chain.int_cert)
+    url = f"{pcad.public_url}/v2.0/appkeys/{appkey}/ca-stores/{pki['sid']}/ocsp"
+    first = requests.post(url, data=der, headers={"Content-Type": "application/ocsp-request"},
+                          timeout=30)
+    assert first.status_code == 200 and first.headers.get("ETag"), first.headers
+    etag = first.headers["ETag"]
+    again = requests.post(url, data=der, timeout=30,
+                          headers={"Content-Type": "application/ocsp-request",
+                                   "If-None-Match": etag})
+    assert again.status_code == 200, again.status_code
+    assert ocsp.load_der_ocsp_response(again.content).response_status == \
+        ocsp.OCSPResponseStatus.SUCCESSFUL
+    get_url = f"{url}/{requests.utils.quote(__import__('base64').b64encode(der).decode(), safe='')}"
+    assert requests.get(get_url, timeout=30).status_code == 200
+    assert requests.get(get_url, headers={"If-None-Match": etag}, timeout=30).status_code == 304
+
+
+def test_a_wrong_bearer_token_is_told_so(pcad, appkey):
+    api = Api(pcad, None, appkey, headers={"Authorization": "Bearer not-a-configured-token"})
+    message = fails(api.get(""), 401, 40100, "not accepted")
+    assert "is required" not in message
+    fails(Api(pcad, None, appkey).get(""), 401, 40100, "required")

@@ -44,6 +44,15 @@ impl ApiError {
         )
     }
 
+    /// A bearer token was sent but matches no configured token.
+    pub fn token_rejected() -> ApiError {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            40100,
+            "the bearer token was not accepted (unknown or revoked); send a valid token or a client certificate",
+        )
+    }
+
     pub fn forbidden(message: impl Into<String>) -> ApiError {
         Self::new(StatusCode::FORBIDDEN, 40300, message)
     }
