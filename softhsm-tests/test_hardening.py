@@ -520,3 +520,39 @@ def test_a_wrong_bearer_token_is_told_so(pcad, appkey):
     message = fails(api.get(""), 401, 40100, "not accepted")
     assert "is required" not in message
     fails(Api(pcad, None, appkey).get(""), 401, 40100, "required")
+
+
+UUID_OID = "2.25.329800735698586629295641978511506172918"
+BIG_ARC = "1.3.6.1.4.1.99999.4294967296"
+
+
+def test_every_x660_oid_is_taken_and_signed(admin, pki, tmp_path):
+    """2.999.x, 2.25.<128-bit UUID> and arcs above 2^32-1 in policies, extendedKeyUsageOids,
+    otherFields, otherSansWhitelist and otherSans: accepted, and in the certificate exactly as
+    OpenSSL encodes them."""
+    from revocation_helpers import template_body
+    sid, chain = pki["sid"], pki["chain"]
+    body = template_body(chain.int["certId"], policies=["2.999.1", UUID_OID],
+                         extendedKeyUsageOids=[BIG_ARC, "2.999.7"],
+                         otherFields=[{"oid": "2.999.5", "type": "UTF8String", "value": "x"}],
+                         otherSansWhitelist=[{"oid": UUID_OID, "type": "UTF8String",
+                                              "value": "*"}])
+    tpl = admin.create_template(sid, body)
+    shown = ok(admin.get(f"/{sid}/templates/{tpl['templateId']}"))
+    assert shown["policies"] == ["2.999.1", UUID_OID], shown
+    assert shown["extendedKeyUsageOids"] == [BIG_ARC, "2.999.7"], shown
+    issued = admin.issue(sid, tpl["templateId"], {
+        "mode": "GENERATE", "commonName": "oids.example.com", "ttlValue": 3600,
+        "otherSans": [{"oid": UUID_OID, "type": "UTF8String", "value": "uuid-name"}]})
+    pem = tmp_path / "leaf.pem"
+    pem.write_text(issued["certificate"])
+    text = pcadtest.run(["openssl", "x509", "-noout", "-text", "-in", pem]).stdout
+    for oid in ["2.999.1", UUID_OID, BIG_ARC, "2.999.7", "2.999.5"]:
+        assert oid in text, (oid, text)
+    cert = pcadtest.load_pem(issued["certificate"])
+    from cryptography.x509.oid import ExtensionOID
+    policies = cert.extensions.get_extension_for_oid(ExtensionOID.CERTIFICATE_POLICIES).value
+    assert [p.policy_identifier.dotted_string for p in policies] == ["2.999.1", UUID_OID]
+    for bad in ["3.1", "1.40.2", "1.2.03", "2.25.340282366920938463463374607431768211456", "1."]:
+        fails(admin.post(f"/{sid}/templates", template_body(chain.int["certId"], policies=[bad])),
+              400, 40001, "policies[0]")

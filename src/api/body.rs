@@ -523,9 +523,13 @@ pub fn no_controls(field: &str, s: &str) -> Result<(), ApiError> {
 }
 
 /// Dotted-decimal OID syntax.
-pub fn oid(field: &str, s: &str) -> Result<const_oid::ObjectIdentifier, ApiError> {
-    s.parse()
-        .map_err(|_| ApiError::invalid(format!("{field}: {s:?} is not a dotted-decimal OID")))
+pub fn oid(field: &str, s: &str) -> Result<crate::pki::oid::Oid, ApiError> {
+    s.parse().map_err(|e| {
+        ApiError::invalid(format!(
+            "{field}: {:?} is not a dotted-decimal OID ({e})",
+            s.chars().take(64).collect::<String>()
+        ))
+    })
 }
 
 fn is_printable_char(c: char) -> bool {

@@ -117,8 +117,12 @@ impl Ca {
         // 127 random bits: a repeat is not looked for beforehand (that read raced with
         // concurrent issuances anyway); `insert_cert` refuses one (409) with nothing recorded.
         let serial = random_serial();
-        let mut ekus: Vec<const_oid::ObjectIdentifier> =
-            t.spec.extended_key_usage.iter().map(|e| e.oid()).collect();
+        let mut ekus: Vec<crate::pki::oid::Oid> = t
+            .spec
+            .extended_key_usage
+            .iter()
+            .map(|e| e.oid().into())
+            .collect();
         for o in &t.spec.extended_key_usage_oids {
             ekus.push(o.parse().map_err(|_| {
                 CaError::Internal(format!("template {} has a bad EKU OID {o}", t.id))

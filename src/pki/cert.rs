@@ -32,8 +32,7 @@ pub enum StringKind {
 /// An OID with a typed string value: an otherName SAN, or an extra subject attribute.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OidValue {
-    #[serde(with = "oid_string")]
-    pub oid: ObjectIdentifier,
+    pub oid: super::oid::Oid,
     pub kind: StringKind,
     pub value: String,
 }
@@ -150,8 +149,8 @@ pub struct CertParams {
     pub spki_der: Vec<u8>,
     pub basic_constraints: BasicConstraints,
     pub key_usage: Vec<KeyUsage>,
-    pub extended_key_usage: Vec<ObjectIdentifier>,
-    pub policies: Vec<ObjectIdentifier>,
+    pub extended_key_usage: Vec<super::oid::Oid>,
+    pub policies: Vec<super::oid::Oid>,
     pub sans: Sans,
     pub crl_url: Option<String>,
     pub ocsp_url: Option<String>,
@@ -482,20 +481,6 @@ fn spki_parts(spki_der: &[u8]) -> Result<(ObjectIdentifier, Option<Tlv<'_>>, &[u
     Ok((oid, params, bits))
 }
 
-mod oid_string {
-    use const_oid::ObjectIdentifier;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(oid: &ObjectIdentifier, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(oid)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectIdentifier, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -559,17 +544,17 @@ mod tests {
                 _ => vec![KeyUsage::DigitalSignature],
             },
             extended_key_usage: vec![
-                ExtendedKeyUsage::ServerAuth.oid(),
-                ExtendedKeyUsage::ClientAuth.oid(),
+                ExtendedKeyUsage::ServerAuth.oid().into(),
+                ExtendedKeyUsage::ClientAuth.oid().into(),
             ],
-            policies: vec![ObjectIdentifier::new_unwrap("2.23.140.1.2.2")],
+            policies: vec![ObjectIdentifier::new_unwrap("2.23.140.1.2.2").into()],
             sans: Sans {
                 dns: vec!["www.example.com".into(), "*.example.com".into()],
                 ip: vec!["10.0.0.1".parse().unwrap(), "2001:db8::1".parse().unwrap()],
                 uri: vec!["https://example.com/id".into()],
                 email: vec!["admin@example.com".into()],
                 other: vec![OidValue {
-                    oid: ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.20.2.3"),
+                    oid: ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.20.2.3").into(),
                     kind: StringKind::Utf8,
                     value: "upn@example.com".into(),
                 }],
@@ -613,13 +598,13 @@ mod tests {
         );
         let mut leaf = leaf_params(&leaf_key, &root);
         leaf.subject.other.push(OidValue {
-            oid: ObjectIdentifier::new_unwrap("2.5.4.12"),
+            oid: ObjectIdentifier::new_unwrap("2.5.4.12").into(),
             kind: StringKind::Bmp,
             value: "Boss, \"the\" + one".into(),
         });
         leaf.subject.organizational_unit = Some("Dev#1".into());
         leaf.sans.other.push(OidValue {
-            oid: ObjectIdentifier::new_unwrap("1.3.6.1.4.1.99999.1"),
+            oid: ObjectIdentifier::new_unwrap("1.3.6.1.4.1.99999.1").into(),
             kind: StringKind::Universal,
             value: "\u{1F600}".into(),
         });

@@ -10,6 +10,7 @@ pub mod ext;
 pub mod keygen;
 pub mod name;
 pub mod ocsp;
+pub mod oid;
 pub mod pem;
 pub mod signer;
 
