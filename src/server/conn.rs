@@ -65,12 +65,20 @@ impl Limits {
 }
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard one; returns the soft limit in force after.
+/// Under systemd (`INVOCATION_ID` set) the unit's `LimitNOFILE=` is what counts: its system call
+/// filter (`~@resources`) may kill a process that calls setrlimit, so pcad only reads it there.
 pub fn raise_nofile() -> u64 {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return 1024;
     };
     if soft >= hard {
+        return soft;
+    }
+    if std::env::var_os("INVOCATION_ID").is_some() {
+        log::warn!(
+            "open-file limit {soft} (hard {hard}): under systemd set LimitNOFILE= in the unit (the packaged one sets 65536)"
+        );
         return soft;
     }
     match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
