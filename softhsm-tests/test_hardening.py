@@ -6,8 +6,8 @@ The flood tests start their own daemons (a 1,024 soft file limit, short timeouts
 the session daemon of conftest.py.
 """
 
+import base64
 import json
-import os
 import re
 import resource
 import secrets
@@ -211,13 +211,16 @@ class FloodDaemon:
                 stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while True:
-            assert self.proc.poll() is None, self.log.read_text()
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pcad exited {self.proc.returncode}:\n{self.log.read_text()}")
             try:
                 if requests.get(f"{self.public_url}/healthz", timeout=1).status_code == 200:
                     return self
             except requests.RequestException:
                 pass
-            assert time.monotonic() < deadline, self.log.read_text()
+            if time.monotonic() > deadline:
+                self.__exit__()
+                raise RuntimeError(f"pcad not healthy within 30 s:\n{self.log.read_text()}")
             time.sleep(0.1)
 
     def __exit__(self, *exc):
@@ -511,7 +514,7 @@ def test_if_none_match_is_for_get_only(pcad, appkey, pki):
     assert again.status_code == 200, again.status_code
     assert ocsp.load_der_ocsp_response(again.content).response_status == \
         ocsp.OCSPResponseStatus.SUCCESSFUL
-    get_url = f"{url}/{requests.utils.quote(__import__('base64').b64encode(der).decode(), safe='')}"
+    get_url = f"{url}/{requests.utils.quote(base64.b64encode(der).decode(), safe='')}"
     assert requests.get(get_url, timeout=30).status_code == 200
     assert requests.get(get_url, headers={"If-None-Match": etag}, timeout=30).status_code == 304
 
