@@ -185,6 +185,7 @@ class FloodDaemon:
     def __init__(self, tmp, nofile, extra_limits=""):
         self.dir = tmp / "quickstart"
         self.api_port, self.public_port, metrics = free_ports(3)
+        self.metrics_port = metrics
         subprocess.run([str(PCAD_BIN), "quickstart", "--dir", str(self.dir), "--api-port",
                         str(self.api_port), "--public-port", str(self.public_port)],
                        check=True, capture_output=True, timeout=120)
@@ -405,6 +406,11 @@ def test_flood_with_1024_soft_limit(tmp_path, hard_limit):
         life = watch.wait(time.monotonic() + IDLE_TIMEOUT + 6)[0]
         print(f"keep-alive connection idle after one answer: closed after {life} s")
         assert life is not None and life <= IDLE_TIMEOUT + 4, life
+        # The metrics listener has the same timeouts.
+        watch = Closings()
+        watch.add(socket.create_connection(("127.0.0.1", env.metrics_port), timeout=5))
+        life = watch.wait(time.monotonic() + HEADER_TIMEOUT + 6)[0]
+        assert life is not None and life <= HEADER_TIMEOUT + 3, life
 
 
 def test_flood_at_the_connection_cap(tmp_path, hard_limit):

@@ -9,8 +9,6 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
@@ -156,23 +154,39 @@ async fn run(
             }
         }))
     };
+    // The metrics listener gets the same timeouts, with a small cap of its own.
+    let metrics_accept = metrics_listener.map(|listener| {
+        let publisher = publisher.clone();
+        let graceful = Arc::clone(&graceful);
+        let limits = conn::Limits {
+            max_connections: 64,
+            ..api_limits
+        };
+        tokio::spawn(conn::Tracker::new("metrics", limits).accept_loop(
+            listener,
+            move |tcp, place| {
+                let publisher = publisher.clone();
+                let watcher = graceful.watcher();
+                async move {
+                    let handler = move |req| {
+                        let publisher = publisher.clone();
+                        async move {
+                            match metrics_response(req, publisher).await {
+                                Ok(r) => r,
+                                Err(never) => match never {},
+                            }
+                        }
+                    };
+                    place.serve(tcp, handler, watcher).await;
+                }
+            },
+        ))
+    });
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     loop {
         tokio::select! {
-            accepted = accept_opt(metrics_listener.as_ref()) => {
-                if let Ok((tcp, _)) = accepted {
-                    let publisher = publisher.clone();
-                    let watcher = graceful.watcher();
-                    tokio::spawn(async move {
-                        let svc = service_fn(move |req| metrics_response(req, publisher.clone()));
-                        let conn = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(tcp), svc);
-                        let _ = watcher.watch(conn).await;
-                    });
-                }
-            }
             _ = hup.recv() => {
                 reload(&config_path, &tls, &api);
             }
@@ -186,6 +200,10 @@ async fn run(
     public_accept.abort();
     let _ = api_accept.await;
     let _ = public_accept.await;
+    if let Some(metrics) = metrics_accept {
+        metrics.abort();
+        let _ = metrics.await;
+    }
     let graceful = Arc::try_unwrap(graceful).map_err(|_| "listeners still running".to_string())?;
     if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
         .await
@@ -233,15 +251,6 @@ pub fn check_config(config_path: &Path) -> Result<String, String> {
         config_path.display(),
         config.hsm.token_label
     ))
-}
-
-async fn accept_opt(
-    listener: Option<&TcpListener>,
-) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
-    match listener {
-        Some(l) => l.accept().await,
-        None => std::future::pending().await,
-    }
 }
 
 /// The Prometheus endpoint: `GET /metrics`, nothing else.
