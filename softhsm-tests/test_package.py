@@ -105,6 +105,17 @@ def test_unit_has_no_watchdog_and_no_pin():
     assert not any("PIN" in l.upper() and l.startswith("Environment") for l in directives)
 
 
+def test_unit_sets_the_open_file_limit():
+    """The unit sets LimitNOFILE= (pcad may not raise it itself under ~@resources) high enough
+    for the connection caps pcad derives from it."""
+    text = UNIT_SRC.read_text()
+    values = [l.split("=", 1)[1] for l in text.splitlines() if l.startswith("LimitNOFILE=")]
+    assert len(values) == 1, values
+    soft, _, hard = values[0].partition(":")
+    assert int(soft) >= 16384, values
+    assert not hard or int(hard) >= int(soft), values
+
+
 def test_man_page_renders():
     if shutil.which("groff") is None:
         pytest.skip("groff not installed")

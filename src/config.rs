@@ -40,6 +40,9 @@ pub struct Config {
     /// `[publish]`: Redis for the stateless responders (off when absent).
     #[serde(default)]
     pub publish: crate::publish::PublishConfig,
+    /// Connection timeouts and per-listener caps (see `server::conn`).
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// Client certificate identities (subject CN) and their roles.
     #[serde(default)]
     pub access: Vec<AccessRule>,
@@ -164,6 +167,54 @@ pub struct LogConfig {
     pub level: Option<String>,
 }
 
+/// `[limits]`: how long a connection may take to say something, and how many each listener
+/// holds. A cap of 0 means "from the file limit": the public listener gets 60% and the API 30%
+/// of what is left after 256 descriptors kept for the HSM, the database and logs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Seconds a new connection has to finish its TLS handshake and send a complete request
+    /// head; also the HTTP/1 header read timeout for every later request.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: u64,
+    /// Seconds a connection may sit with no request in flight and no bytes moving.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+    /// Seconds a request body may take to arrive (408 after that).
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_secs: u64,
+    /// Open connections on the API listener; 0: from the file limit.
+    #[serde(default)]
+    pub api_max_connections: usize,
+    /// Open connections on the public listener; 0: from the file limit.
+    #[serde(default)]
+    pub public_max_connections: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            header_timeout_secs: default_header_timeout(),
+            idle_timeout_secs: default_idle_timeout(),
+            body_timeout_secs: default_body_timeout(),
+            api_max_connections: 0,
+            public_max_connections: 0,
+        }
+    }
+}
+
+fn default_header_timeout() -> u64 {
+    10
+}
+
+fn default_idle_timeout() -> u64 {
+    60
+}
+
+fn default_body_timeout() -> u64 {
+    30
+}
+
 /// A role of the seed: VIEWER reads, ADMIN does everything.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 pub enum Role {
@@ -259,6 +310,18 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "public.base_url must start with http:// or https:// and not end with /".into(),
             ));
+        }
+        let l = &self.limits;
+        for (name, v) in [
+            ("header_timeout_secs", l.header_timeout_secs),
+            ("idle_timeout_secs", l.idle_timeout_secs),
+            ("body_timeout_secs", l.body_timeout_secs),
+        ] {
+            if v == 0 || v > 3600 {
+                return Err(ConfigError::Invalid(format!(
+                    "limits.{name} must be 1 to 3600 seconds"
+                )));
+            }
         }
         for t in &self.tokens {
             if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -383,6 +446,24 @@ role = "VIEWER"
         );
         let bad = format!("{MINIMAL}\n[metrics]\nlisten = \"nope\"\n");
         assert!(Config::parse(&bad, Path::new("/")).is_err());
+    }
+
+    #[test]
+    fn limits_have_defaults_and_bounds() {
+        let c = Config::parse(MINIMAL, Path::new("/")).unwrap();
+        assert_eq!(c.limits.header_timeout_secs, 10);
+        assert_eq!(c.limits.idle_timeout_secs, 60);
+        assert_eq!(c.limits.public_max_connections, 0);
+        let set =
+            format!("{MINIMAL}\n[limits]\nheader_timeout_secs = 3\npublic_max_connections = 500\n");
+        let c = Config::parse(&set, Path::new("/")).unwrap();
+        assert_eq!(c.limits.header_timeout_secs, 3);
+        assert_eq!(c.limits.public_max_connections, 500);
+        let zero = format!("{MINIMAL}\n[limits]\nidle_timeout_secs = 0\n");
+        let err = Config::parse(&zero, Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("limits.idle_timeout_secs"), "{err}");
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub fn authenticate(
             None if config.tokens.iter().any(|t| t.sha256 == digest) => Err(ApiError::forbidden(
                 format!("this token has no role for appkey {appkey}"),
             )),
-            None => Err(ApiError::unauthenticated()),
+            None => Err(ApiError::token_rejected()),
         };
     }
     let identity = peer

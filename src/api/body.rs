@@ -150,6 +150,7 @@ impl OidInfoBody {
                 "{field}.value: must be 1 to 255 characters"
             )));
         }
+        no_controls(&format!("{field}.value"), &value)?;
         let fits = match kind {
             StringKind::Printable => value.chars().all(is_printable_char),
             StringKind::Ia5 => value.is_ascii(),
@@ -184,6 +185,21 @@ impl SubjectInfoBody {
     /// Checks every attribute's limits. A template's subjectInfo has no commonName.
     pub fn check(self, field: &str, common_name_allowed: bool) -> Result<SubjectInfo, ApiError> {
         let f = |n: &str| format!("{field}.{n}");
+        for (name, v) in [
+            ("commonName", &self.common_name),
+            ("serialNumber", &self.serial_number),
+            ("country", &self.country),
+            ("stateOrProvince", &self.state_or_province),
+            ("locality", &self.locality),
+            ("streetAddress", &self.street_address),
+            ("postalCode", &self.postal_code),
+            ("organization", &self.organization),
+            ("organizationalUnit", &self.organizational_unit),
+        ] {
+            if let Some(v) = v {
+                no_controls(&f(name), v)?;
+            }
+        }
         if !common_name_allowed && self.common_name.is_some() {
             return Err(ApiError::malformed(format!(
                 "{}: not a field of a template's subjectInfo (the common name comes with each request)",
@@ -494,10 +510,26 @@ pub fn is_uri(s: &str) -> bool {
         && s.len() <= 2048
 }
 
+/// Refuses C0 and C1 control characters (and DEL) in a value that is signed into a
+/// certificate: `www.bank.com\0.evil.com` reads differently to different verifiers.
+pub fn no_controls(field: &str, s: &str) -> Result<(), ApiError> {
+    match s.chars().find(|c| c.is_control()) {
+        Some(c) => Err(ApiError::invalid(format!(
+            "{field}: control character U+{:04X} is not allowed",
+            c as u32
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Dotted-decimal OID syntax.
-pub fn oid(field: &str, s: &str) -> Result<const_oid::ObjectIdentifier, ApiError> {
-    s.parse()
-        .map_err(|_| ApiError::invalid(format!("{field}: {s:?} is not a dotted-decimal OID")))
+pub fn oid(field: &str, s: &str) -> Result<crate::pki::oid::Oid, ApiError> {
+    s.parse().map_err(|e| {
+        ApiError::invalid(format!(
+            "{field}: {:?} is not a dotted-decimal OID ({e})",
+            s.chars().take(64).collect::<String>()
+        ))
+    })
 }
 
 fn is_printable_char(c: char) -> bool {
@@ -507,6 +539,47 @@ fn is_printable_char(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_refused_in_signed_values() {
+        let subject = SubjectInfoBody {
+            common_name: Some("www.bank.com\u{0}.evil.com".into()),
+            ..SubjectInfoBody::default()
+        };
+        let e = subject.check("subjectInfo", true).unwrap_err();
+        assert_eq!(e.code, 40001);
+        assert!(e
+            .message
+            .starts_with("subjectInfo.commonName: control character U+0000"));
+        for bad in ["a\u{1b}b", "a\u{7f}", "a\u{85}b", "a\u{9f}", "line\nbreak"] {
+            let s = SubjectInfoBody {
+                organization: Some(bad.into()),
+                ..SubjectInfoBody::default()
+            };
+            let e = s.check("subjectInfo", true).unwrap_err();
+            assert!(
+                e.message.starts_with("subjectInfo.organization: control"),
+                "{bad:?}"
+            );
+        }
+        let other = OidInfoBody {
+            oid: Some("1.2.3.4".into()),
+            kind: Some("UTF8String".into()),
+            value: Some("x\u{0}y".into()),
+        };
+        let e = other.check("otherSans[0]").unwrap_err();
+        assert!(
+            e.message.starts_with("otherSans[0].value: control"),
+            "{}",
+            e.message
+        );
+        // Non-ASCII text that is not a control stays allowed.
+        let fine = SubjectInfoBody {
+            organization: Some("Caf\u{e9} \u{d55c}\u{ae00}".into()),
+            ..SubjectInfoBody::default()
+        };
+        assert!(fine.check("subjectInfo", true).is_ok());
+    }
 
     #[test]
     fn bodies_must_be_objects() {

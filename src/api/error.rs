@@ -47,6 +47,15 @@ impl ApiError {
         )
     }
 
+    /// A bearer token was sent but matches no configured token.
+    pub fn token_rejected() -> ApiError {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            40100,
+            "the bearer token was not accepted (unknown or revoked); send a valid token or a client certificate",
+        )
+    }
+
     pub fn forbidden(message: impl Into<String>) -> ApiError {
         Self::new(StatusCode::FORBIDDEN, 40300, message)
     }
@@ -76,6 +85,22 @@ impl ApiError {
             StatusCode::PAYLOAD_TOO_LARGE,
             41300,
             "request body is over the limit of 1 MiB",
+        )
+    }
+
+    pub fn uri_too_long(limit: usize) -> ApiError {
+        Self::new(
+            StatusCode::URI_TOO_LONG,
+            41400,
+            format!("path: longer than the limit of {limit} bytes"),
+        )
+    }
+
+    pub fn body_timeout(secs: u64) -> ApiError {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            40800,
+            format!("body: did not arrive within {secs} s"),
         )
     }
 

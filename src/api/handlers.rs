@@ -104,7 +104,7 @@ async fn management_inner(
     match (method.clone(), route) {
         (Method::GET, Route::Stores) => {
             let (page, size) = q.paging()?;
-            let search = q.get("search");
+            let search = q.get("search")?;
             let p = api
                 .blocking(move |ca| ca.list_stores(&appkey, search.as_deref(), page, size))
                 .await?;
@@ -137,8 +137,8 @@ async fn management_inner(
         }
         (Method::GET, Route::Certs(store)) => {
             let (page, size) = q.paging()?;
-            let search = q.get("search");
-            let filter = match q.get("type").as_deref() {
+            let search = q.get("search")?;
+            let filter = match q.get("type")?.as_deref() {
                 None | Some("all") => CertFilter::All,
                 Some("issuer") => CertFilter::Issuer,
                 Some("leaf") => CertFilter::Leaf,
@@ -185,10 +185,7 @@ async fn management_inner(
             Ok(Reply::Raw {
                 status: StatusCode::OK,
                 content_type: "application/x-pem-file",
-                headers: vec![(
-                    "content-disposition",
-                    format!("attachment; filename={}.pem", download_name(&c.name)),
-                )],
+                headers: vec![("content-disposition", content_disposition(&c.name, "pem"))],
                 body: Bytes::from(crate::pki::cert::to_pem(&c.der)),
             })
         }
@@ -203,7 +200,7 @@ async fn management_inner(
             who.require(Role::Admin)?;
             let (page, size) = q.paging()?;
             let filter = AuditFilter {
-                action: q.get("action"),
+                action: q.get("action")?,
                 from: q.time("from")?,
                 to: q.time("to")?,
             };
@@ -226,7 +223,7 @@ async fn management_inner(
         }
         (Method::GET, Route::Templates(store)) => {
             let (page, size) = q.paging()?;
-            let search = q.get("search");
+            let search = q.get("search")?;
             let p = api
                 .blocking(move |ca| {
                     ca.list_templates(&appkey, store, search.as_deref(), page, size)
@@ -373,25 +370,46 @@ fn issued_leaf(
     Ok(v)
 }
 
-/// A certificate name as a file name: path separators, quotes and control characters replaced.
-fn download_name(name: &str) -> String {
-    let s: String = name
+/// `Content-Disposition` for a download named after a certificate (RFC 6266): `filename` as a
+/// token when the name is one, else quoted (ASCII, with a fallback for other characters), plus
+/// `filename*` in UTF-8 when the name is not plain ASCII.
+pub(crate) fn content_disposition(name: &str, ext: &str) -> String {
+    let full = format!("{name}.{ext}");
+    // Path separators and control characters never make it into a file name.
+    let safe: String = full
         .chars()
         .map(|c| {
-            if c.is_control() || "/\\\";".contains(c) {
+            if c.is_control() || "/\\".contains(c) {
                 '_'
             } else {
                 c
             }
         })
         .collect();
-    if s.is_ascii() {
-        s
-    } else {
-        s.chars()
-            .map(|c| if c.is_ascii() { c } else { '_' })
-            .collect()
+    let fallback: String = safe
+        .chars()
+        .map(|c| match c {
+            '"' => '\'',
+            c if c.is_ascii() => c,
+            _ => '_',
+        })
+        .collect();
+    let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if safe.chars().all(tchar) {
+        return format!("attachment; filename={safe}");
     }
+    let mut value = format!("attachment; filename=\"{fallback}\"");
+    if !safe.is_ascii() || safe.contains('"') {
+        value.push_str("; filename*=UTF-8''");
+        for b in safe.bytes() {
+            if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+                value.push(b as char);
+            } else {
+                value.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    value
 }
 
 /// A parsed query string.
@@ -412,17 +430,29 @@ impl Query {
         Ok(Query(out))
     }
 
-    fn get(&self, key: &str) -> Option<String> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-            .filter(|v| !v.is_empty())
+    /// The value of `key`; an empty value or the key given twice is refused (400 naming it),
+    /// never taken as "absent" or "the first one".
+    fn get(&self, key: &str) -> Result<Option<String>, ApiError> {
+        let mut found = self.0.iter().filter(|(k, _)| k == key);
+        let Some((_, v)) = found.next() else {
+            return Ok(None);
+        };
+        if found.next().is_some() {
+            return Err(ApiError::malformed(format!(
+                "{key}: given more than once in the query"
+            )));
+        }
+        if v.is_empty() {
+            return Err(ApiError::invalid(format!(
+                "{key}: empty in the query; leave it out for the default"
+            )));
+        }
+        Ok(Some(v.clone()))
     }
 
     /// A time filter: the seed's `2024-01-01 00:00:00`, or `2024-01-01T00:00:00` (UTC).
     fn time(&self, key: &str) -> Result<Option<i64>, ApiError> {
-        let Some(v) = self.get(key) else {
+        let Some(v) = self.get(key)? else {
             return Ok(None);
         };
         let v = v.replace('T', " ");
@@ -434,7 +464,7 @@ impl Query {
     /// `page` (from 0, default 0) and `size` (1 to 1000, default 10).
     fn paging(&self) -> Result<(u64, u64), ApiError> {
         let num = |key: &str, default: u64| -> Result<u64, ApiError> {
-            match self.get(key) {
+            match self.get(key)? {
                 None => Ok(default),
                 Some(v) => v
                     .parse::<u64>()
@@ -450,5 +480,57 @@ impl Query {
             return Err(ApiError::invalid("page: must be 0 to 1000000000"));
         }
         Ok((page, size))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_disposition_follows_rfc_6266() {
+        assert_eq!(
+            content_disposition("root-EC_256", "pem"),
+            "attachment; filename=root-EC_256.pem"
+        );
+        assert_eq!(
+            content_disposition("web server", "pem"),
+            "attachment; filename=\"web server.pem\""
+        );
+        assert_eq!(
+            content_disposition("a=b;c", "pem"),
+            "attachment; filename=\"a=b;c.pem\""
+        );
+        assert_eq!(
+            content_disposition("서버 1", "pem"),
+            "attachment; filename=\"__ 1.pem\"; filename*=UTF-8''%EC%84%9C%EB%B2%84%201.pem"
+        );
+        assert_eq!(
+            content_disposition("say \"hi\"/x\n", "pem"),
+            "attachment; filename=\"say 'hi'_x_.pem\"; filename*=UTF-8''say%20%22hi%22_x_.pem"
+        );
+    }
+
+    #[test]
+    fn empty_or_repeated_query_parameters_are_named() {
+        let q = Query::parse("type=&page=1").unwrap();
+        let e = q.get("type").unwrap_err();
+        assert!(e.message.starts_with("type: empty"), "{}", e.message);
+        let e = Query::parse("page=0&page=abc")
+            .unwrap()
+            .paging()
+            .unwrap_err();
+        assert!(
+            e.message.starts_with("page: given more than once"),
+            "{}",
+            e.message
+        );
+        let e = Query::parse("size=").unwrap().paging().unwrap_err();
+        assert!(e.message.starts_with("size: empty"), "{}", e.message);
+        assert_eq!(Query::parse("").unwrap().paging().unwrap(), (0, 10));
+        assert_eq!(
+            Query::parse("page=2&size=5").unwrap().paging().unwrap(),
+            (2, 5)
+        );
     }
 }

@@ -208,6 +208,9 @@ impl LeafBody {
                 )))
             }
         };
+        if let Some(cn) = &self.common_name {
+            body::no_controls("commonName", cn)?;
+        }
         let common_name = match self.common_name {
             Some(cn) if cn.chars().count() > 64 => {
                 return Err(ApiError::invalid(

@@ -35,6 +35,9 @@ use crate::config::Config;
 /// Request bodies above this are refused with 413.
 pub const BODY_LIMIT: usize = 1 << 20;
 
+/// Request paths longer than this are refused with 414 (in the envelope, on both protocols).
+pub const PATH_LIMIT: usize = 8 << 10;
+
 /// Which listener a request came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Listener {
@@ -52,6 +55,8 @@ pub struct Api {
     pub access: Arc<RwLock<Arc<Config>>>,
     /// The answers behind the public routes: the pre-signed cache, database and HSM.
     pub source: Arc<dyn source::StatusSource>,
+    /// How long a request body may take to arrive (`limits.body_timeout_secs`).
+    pub(crate) body_timeout: std::time::Duration,
 }
 
 /// A successful answer before it becomes a response.
@@ -76,6 +81,7 @@ impl Api {
             slow_ocsp: Arc::new(tokio::sync::Semaphore::new(4)),
         });
         Api {
+            body_timeout: std::time::Duration::from_secs(config.limits.body_timeout_secs),
             ca,
             access: Arc::new(RwLock::new(config)),
             source,
@@ -90,15 +96,26 @@ impl Api {
         listener: Listener,
     ) -> Response<Full<Bytes>> {
         if listener == Listener::Public {
-            return public::handle(&*self.source, req).await;
+            return public::handle(&*self.source, req, self.body_timeout).await;
         }
         let (parts, body) = req.into_parts();
-        let body = match public::ocsp_fast(&*self.source, &parts, body).await {
+        if parts.uri.path().len() > PATH_LIMIT {
+            let _ = self.read_body(body, &parts.headers).await;
+            return error_response(ApiError::uri_too_long(PATH_LIMIT));
+        }
+        let body = match public::ocsp_fast(&*self.source, &parts, body, self.body_timeout).await {
             Ok(response) => return response,
             Err(body) => body,
         };
+        // Every answer, errors included, is given after the body was read: an answer sent while
+        // the client still uploads makes HTTP/2 reset the stream and HTTP/1.1 close the
+        // connection, so whether the client sees it would depend on timing.
+        let body = self.read_body(body, &parts.headers).await;
         let mut route = "none";
-        let result = self.dispatch(parts, body, &peer, &mut route).await;
+        let result = match body {
+            Ok(body) => self.dispatch(parts, body, &peer, &mut route).await,
+            Err(e) => Err(e),
+        };
         let response = match result {
             Ok(reply) => into_response(reply),
             Err(e) => error_response(e),
@@ -110,7 +127,7 @@ impl Api {
     async fn dispatch(
         &self,
         parts: hyper::http::request::Parts,
-        body: Incoming,
+        body: Bytes,
         peer: &Peer,
         route_name: &mut &'static str,
     ) -> Result<Reply, ApiError> {
@@ -118,7 +135,6 @@ impl Api {
         let matched =
             route::parse(path)?.ok_or_else(|| ApiError::not_found(format!("no route {path}")))?;
         *route_name = matched.route.name();
-        let body = read_body(body, &parts.headers).await?;
         let query = parts.uri.query().unwrap_or("").to_owned();
         let caller = if matched.route.is_public(&parts.method) {
             None
@@ -135,7 +151,9 @@ impl Api {
                 &matched.appkey,
             )?)
         };
-        handlers::route(
+        let appkey = matched.appkey.clone();
+        let store_id = matched.route.store_id();
+        let result = handlers::route(
             self,
             &parts.method,
             matched,
@@ -144,7 +162,42 @@ impl Api {
             &parts.headers,
             body,
         )
-        .await
+        .await;
+        match (result, store_id) {
+            (Err(e), Some(id)) if e.status == StatusCode::INTERNAL_SERVER_ERROR => {
+                Err(self.unless_store_gone(e, appkey, id).await)
+            }
+            (result, _) => result,
+        }
+    }
+
+    /// A failure of a request under a store that was deleted while it ran (its keys destroyed
+    /// under a signature, its records gone under a write) is the 404 that asking a moment
+    /// later gives, not a server fault.
+    async fn unless_store_gone(&self, e: ApiError, appkey: String, store_id: u64) -> ApiError {
+        let gone = self
+            .blocking(move |ca| Ok(ca.db.store(&appkey, store_id)?.is_none()))
+            .await;
+        if matches!(gone, Ok(true)) {
+            log::info!(
+                "request on store {store_id} failed because the store was deleted meanwhile ({})",
+                e.message
+            );
+            ApiError::not_found(format!(
+                "caStoreId: store {store_id} was deleted while the request ran"
+            ))
+        } else {
+            e
+        }
+    }
+
+    /// Reads the whole body within the body timeout (408 after it).
+    async fn read_body(
+        &self,
+        body: Incoming,
+        headers: &hyper::HeaderMap,
+    ) -> Result<Bytes, ApiError> {
+        read_body_within(body, headers, self.body_timeout).await
     }
 
     /// Runs blocking CA work (HSM, durable writes) off the async executor.
@@ -159,6 +212,17 @@ impl Api {
             .map_err(|e| ApiError::internal(format!("task failed: {e}")))?
             .map_err(ApiError::from)
     }
+}
+
+/// Reads the whole body within `timeout` (408 after it).
+pub(super) async fn read_body_within(
+    body: Incoming,
+    headers: &hyper::HeaderMap,
+    timeout: std::time::Duration,
+) -> Result<Bytes, ApiError> {
+    tokio::time::timeout(timeout, read_body(body, headers))
+        .await
+        .unwrap_or_else(|_| Err(ApiError::body_timeout(timeout.as_secs())))
 }
 
 async fn read_body(body: Incoming, headers: &hyper::HeaderMap) -> Result<Bytes, ApiError> {
@@ -183,6 +247,7 @@ async fn read_body(body: Incoming, headers: &hyper::HeaderMap) -> Result<Bytes, 
             continue; // trailers
         };
         if first.len() + more.len() + data.len() > BODY_LIMIT {
+            drain(body).await;
             return Err(ApiError::too_large());
         }
         if first.is_empty() && more.is_empty() {

@@ -2,6 +2,8 @@
 //! `/healthz`), answered from any `StatusSource`: the appliance's public listener and the
 //! stateless responders (`pcad responder`) run this same code.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -11,17 +13,31 @@ use super::error::ApiError;
 use super::revocation::{self, CrlForm};
 use super::route::{self, Route};
 use super::source::StatusSource;
-use super::{error_response, into_response, known_method, read_body, Reply};
+use super::{error_response, into_response, known_method, read_body_within, Reply, PATH_LIMIT};
 
-/// Answers one request of the public listener.
-pub async fn handle(source: &dyn StatusSource, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Answers one request of the public listener. `body_timeout` bounds how long a request body
+/// may take to arrive (408 after it).
+pub async fn handle(
+    source: &dyn StatusSource,
+    req: Request<Incoming>,
+    body_timeout: Duration,
+) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
-    let body = match ocsp_fast(source, &parts, body).await {
+    if parts.uri.path().len() > PATH_LIMIT {
+        let _ = read_body_within(body, &parts.headers, body_timeout).await;
+        return error_response(ApiError::uri_too_long(PATH_LIMIT));
+    }
+    let body = match ocsp_fast(source, &parts, body, body_timeout).await {
         Ok(response) => return response,
         Err(body) => body,
     };
+    // Every answer, errors included, is given after the body was read (see `Api::handle`).
+    let body = read_body_within(body, &parts.headers, body_timeout).await;
     let mut route = "none";
-    let result = dispatch(source, &parts, body, &mut route).await;
+    let result = match body {
+        Ok(body) => dispatch(source, &parts, body, &mut route).await,
+        Err(e) => Err(e),
+    };
     let response = match result {
         Ok(reply) => into_response(reply),
         Err(e) => error_response(e),
@@ -33,7 +49,7 @@ pub async fn handle(source: &dyn StatusSource, req: Request<Incoming>) -> Respon
 async fn dispatch(
     source: &dyn StatusSource,
     parts: &hyper::http::request::Parts,
-    body: Incoming,
+    body: Bytes,
     route_name: &mut &'static str,
 ) -> Result<Reply, ApiError> {
     let path = parts.uri.path();
@@ -45,7 +61,6 @@ async fn dispatch(
             "no route {path} on the public listener"
         )));
     }
-    let body = read_body(body, &parts.headers).await?;
     if !known_method(&parts.method) {
         return Err(ApiError::method_not_allowed(matched.route.allow()));
     }
@@ -102,13 +117,17 @@ pub(super) async fn ocsp_fast(
     source: &dyn StatusSource,
     parts: &hyper::http::request::Parts,
     body: Incoming,
+    body_timeout: Duration,
 ) -> Result<Response<Full<Bytes>>, Incoming> {
     use hyper::body::Body;
     let Some(target) = route::ocsp(parts.uri.path()) else {
         return Err(body);
     };
     let (route, body) = match (&parts.method, target.get_path) {
-        (&Method::POST, None) => ("ocsp_post", read_body(body, &parts.headers).await),
+        (&Method::POST, None) => (
+            "ocsp_post",
+            read_body_within(body, &parts.headers, body_timeout).await,
+        ),
         // A GET with a body takes the general routing, which reads (and may refuse) it.
         (&Method::GET | &Method::HEAD, Some(_)) if body.is_end_stream() => {
             ("ocsp_get", Ok(Bytes::new()))

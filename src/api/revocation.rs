@@ -182,7 +182,9 @@ pub async fn ocsp(
     match answer {
         OcspAnswer::Signed(e) => {
             crate::metrics::METRICS.ocsp("successful");
-            signed(&e, headers)
+            // RFC 9110 §13.1.2: If-None-Match answers 304 only to GET and HEAD; a POST (always
+            // a fresh question) ignores it and gets the response.
+            signed(&e, get_path.map(|_| headers))
         }
         OcspAnswer::Error(s) => ocsp_error(s),
     }
@@ -221,13 +223,14 @@ fn lookup(
     source.ocsp(appkey, store_id, request)
 }
 
-/// A signed response with RFC 5019 §6 caching headers; 304 for a matching `If-None-Match`.
-fn signed(e: &CachedResponse, headers: &HeaderMap) -> Response<Full<Bytes>> {
+/// A signed response with RFC 5019 §6 caching headers; 304 for a matching `If-None-Match`
+/// among `conditional` (the headers of a GET; `None` for a POST).
+fn signed(e: &CachedResponse, conditional: Option<&HeaderMap>) -> Response<Full<Bytes>> {
     let max_age = (e.refresh_at.min(e.next_update) - now()).max(0);
     let etag = e.etag();
     // RFC 9110 §13.1.2: a list, or `*`, compared weakly (a `W/` prefix does not matter).
-    let matches = headers
-        .get(IF_NONE_MATCH)
+    let matches = conditional
+        .and_then(|h| h.get(IF_NONE_MATCH))
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
             v.split(',')

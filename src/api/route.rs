@@ -73,6 +73,26 @@ impl Route {
         }
     }
 
+    /// The store a route is under, if any.
+    pub fn store_id(&self) -> Option<u64> {
+        match self {
+            Route::Healthz | Route::OpenApi | Route::Stores | Route::AuditEvents => None,
+            Route::Store(s)
+            | Route::Certs(s)
+            | Route::Cert(s, _)
+            | Route::CertDownload(s, _)
+            | Route::CertRevoke(s, _)
+            | Route::Crl(s, _)
+            | Route::CrlDer(s, _)
+            | Route::CrlPem(s, _)
+            | Route::Templates(s)
+            | Route::Template(s, _)
+            | Route::TemplateIssue(s, _)
+            | Route::Ocsp(s)
+            | Route::OcspGet(s, _) => Some(*s),
+        }
+    }
+
     /// Public routes need no identity (RFC 5019: relying parties must not need TLS).
     pub fn is_public(&self, method: &Method) -> bool {
         match self {
@@ -122,6 +142,12 @@ pub fn parse(path: &str) -> Result<Option<Matched>, ApiError> {
         .ok_or_else(|| ApiError::malformed("appkey: bad percent-encoding"))?;
     if appkey.is_empty() {
         return Ok(None);
+    }
+    if let Some(c) = appkey.chars().find(|c| c.is_control()) {
+        return Err(ApiError::malformed(format!(
+            "appkey: control character U+{:04X} is not allowed",
+            c as u32
+        )));
     }
     if rest == "audit-events" {
         return Ok(Some(Matched {
@@ -198,7 +224,7 @@ pub fn ocsp(path: &str) -> Option<OcspPath<'_>> {
     if !store.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let store_id = store.parse::<u64>().ok().filter(|v| *v > 0)?;
+    let store_id = store.parse::<u64>().ok().filter(|v| is_id(*v))?;
     let get_path = match rest.strip_prefix("ocsp")? {
         "" => None,
         tail => Some(tail.strip_prefix('/')?),
@@ -210,14 +236,19 @@ pub fn ocsp(path: &str) -> Option<OcspPath<'_>> {
     })
 }
 
+/// The seed's ids are `Long`: 1 to 2^63-1.
 fn id(name: &str, s: &str) -> Result<u64, ApiError> {
     match s.parse::<u64>() {
-        Ok(v) if v > 0 && s.bytes().all(|b| b.is_ascii_digit()) => Ok(v),
+        Ok(v) if is_id(v) && s.bytes().all(|b| b.is_ascii_digit()) => Ok(v),
         _ => Err(ApiError::malformed(format!(
-            "{name}: must be a positive integer, got {:?}",
+            "{name}: must be a positive integer up to 9223372036854775807, got {:?}",
             s.chars().take(32).collect::<String>()
         ))),
     }
+}
+
+fn is_id(v: u64) -> bool {
+    v > 0 && i64::try_from(v).is_ok()
 }
 
 /// Decodes `%XX` escapes; `None` for bad escapes or non-UTF-8.
@@ -268,6 +299,24 @@ mod tests {
         assert!(parse("/v2.0/appkeys/k/ca-stores/abc").is_err());
         assert!(parse("/v2.0/appkeys/k/ca-stores/0").is_err());
         assert!(parse("/v2.0/appkeys/k/ca-stores/+5").is_err());
+        assert!(parse("/v2.0/appkeys/k/ca-stores/9223372036854775807").is_ok());
+        for big in [
+            "9223372036854775808",
+            "18446744073709551615",
+            "18446744073709551616",
+        ] {
+            let e = parse(&format!("/v2.0/appkeys/k/ca-stores/{big}")).unwrap_err();
+            assert!(e.message.starts_with("caStoreId:"), "{}", e.message);
+            assert!(parse(&format!("/v2.0/appkeys/k/ca-stores/7/certs/{big}")).is_err());
+            assert!(ocsp(&format!("/v2.0/appkeys/k/ca-stores/{big}/ocsp")).is_none());
+        }
+        for bad in ["x%0A2026", "x%00", "x%7F", "x%C2%85", "%1B"] {
+            let e = parse(&format!("/v2.0/appkeys/{bad}/ca-stores")).unwrap_err();
+            assert!(e.message.starts_with("appkey: control character"), "{bad}");
+        }
+        assert!(parse("/v2.0/appkeys/caf%C3%A9/ca-stores")
+            .unwrap()
+            .is_some());
     }
 
     #[test]

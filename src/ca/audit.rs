@@ -42,26 +42,29 @@ impl Ca {
             result: result.to_owned(),
         };
         // Structured fields for the journal (AUDIT_ACTION=, AUDIT_IDENTITY=, ...), and a line
-        // that reads well on stderr.
+        // that reads well on stderr. Every text field is escaped in both: a value carrying a
+        // newline (or any control character) must not be able to write a line of its own.
+        let (action, identity, appkey) = (
+            escape(&event.action),
+            escape(&event.identity),
+            escape(&event.appkey),
+        );
+        let result = escape(&event.result);
         log::info!(
             target: "pcad::audit",
-            audit_action = event.action.as_str(),
-            audit_identity = event.identity.as_str(),
-            audit_appkey = event.appkey.as_str(),
+            audit_action = action.as_str(),
+            audit_identity = identity.as_str(),
+            audit_appkey = appkey.as_str(),
             audit_store = event.ca_store_id.unwrap_or(0),
             audit_cert = event.cert_id.unwrap_or(0),
             audit_template = event.template_id.unwrap_or(0),
             audit_serial = event.serial_number.as_deref().unwrap_or(""),
-            audit_result = event.result.as_str();
-            "{} by {} appkey={} store={:?} cert={:?} template={:?} serial={} result={}",
-            event.action,
-            event.identity,
-            event.appkey,
+            audit_result = result.as_str();
+            "{action} by {identity} appkey={appkey} store={:?} cert={:?} template={:?} serial={} result={result}",
             event.ca_store_id,
             event.cert_id,
             event.template_id,
             event.serial_number.as_deref().unwrap_or("-"),
-            event.result
         );
         self.db.append_audit(event)?;
         Ok(())
@@ -72,5 +75,41 @@ impl Ca {
         if let Err(e) = self.audit(who, action, target, why) {
             log::warn!("audit event of a refused {action} not recorded: {e}");
         }
+    }
+}
+
+/// A text field as a log line may carry it: control characters (C0, DEL, C1) and the backslash
+/// written as escapes, so that what follows an escape is still the same line and field.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn audit_fields_cannot_write_lines() {
+        let forged = "x\n2026-01-01T00:00:00Z INFO  pcad::audit: STORE_DELETE by pcad-admin";
+        let e = escape(forged);
+        assert!(!e.contains('\n'));
+        assert!(e.starts_with("x\\n2026"), "{e}");
+        assert_eq!(
+            escape("a\u{0}b\u{85}c\u{7f}"),
+            "a\\u{0000}b\\u{0085}c\\u{007f}"
+        );
+        assert_eq!(escape("back\\slash"), "back\\\\slash");
+        assert_eq!(escape("caf\u{e9} ok"), "caf\u{e9} ok");
     }
 }

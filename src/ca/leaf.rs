@@ -117,8 +117,12 @@ impl Ca {
         // 127 random bits: a repeat is not looked for beforehand (that read raced with
         // concurrent issuances anyway); `insert_cert` refuses one (409) with nothing recorded.
         let serial = random_serial();
-        let mut ekus: Vec<const_oid::ObjectIdentifier> =
-            t.spec.extended_key_usage.iter().map(|e| e.oid()).collect();
+        let mut ekus: Vec<crate::pki::oid::Oid> = t
+            .spec
+            .extended_key_usage
+            .iter()
+            .map(|e| e.oid().into())
+            .collect();
         for o in &t.spec.extended_key_usage_oids {
             ekus.push(o.parse().map_err(|_| {
                 CaError::Internal(format!("template {} has a bad EKU OID {o}", t.id))
@@ -302,6 +306,12 @@ fn profile(t: &TemplateRecord, p: &LeafParams) -> Result<(SubjectInfo, Sans), Ca
             "commonName: must be at most 64 characters".into(),
         ));
     }
+    if let Some(c) = common_name.chars().find(|c| c.is_control()) {
+        return Err(CaError::Csr(format!(
+            "commonName: control character U+{:04X} is not allowed",
+            c as u32
+        )));
+    }
     let mut subject = match csr {
         Some(c) if t.spec.use_csr_other_fields => SubjectInfo {
             common_name: None,
@@ -358,6 +368,56 @@ fn profile(t: &TemplateRecord, p: &LeafParams) -> Result<(SubjectInfo, Sans), Ca
                     "{} {:?} matches no entry of the template's otherSansWhitelist",
                     o.oid, o.value
                 ),
+            ));
+        }
+    }
+    // Whatever the values came from (request, template, CSR): no control character is signed.
+    let texts = [
+        ("commonName", subject.common_name.as_deref()),
+        ("subject.serialNumber", subject.serial_number.as_deref()),
+        ("subject.country", subject.country.as_deref()),
+        (
+            "subject.stateOrProvince",
+            subject.state_or_province.as_deref(),
+        ),
+        ("subject.locality", subject.locality.as_deref()),
+        ("subject.streetAddress", subject.street_address.as_deref()),
+        ("subject.postalCode", subject.postal_code.as_deref()),
+        ("subject.organization", subject.organization.as_deref()),
+        (
+            "subject.organizationalUnit",
+            subject.organizational_unit.as_deref(),
+        ),
+    ];
+    let lists = [
+        (
+            "otherFields",
+            subject
+                .other
+                .iter()
+                .map(|o| o.value.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        ("sans", sans.dns.iter().map(String::as_str).collect()),
+        ("urlSans", sans.uri.iter().map(String::as_str).collect()),
+        (
+            "otherSans",
+            sans.other.iter().map(|o| o.value.as_str()).collect(),
+        ),
+    ];
+    let named = texts
+        .into_iter()
+        .filter_map(|(f, v)| v.map(|v| (f.to_owned(), v)))
+        .chain(lists.iter().flat_map(|(f, vs)| {
+            vs.iter()
+                .enumerate()
+                .map(move |(i, v)| (format!("{f}[{i}]"), *v))
+        }));
+    for (field, v) in named {
+        if let Some(c) = v.chars().find(|c| c.is_control()) {
+            return Err(refuse(
+                field,
+                format!("contains control character U+{:04X}", c as u32),
             ));
         }
     }

@@ -28,8 +28,8 @@ pub struct CertParams {
     pub spki_der: Vec<u8>,
     pub basic_constraints: BasicConstraints,
     pub key_usage: Vec<KeyUsage>,
-    pub extended_key_usage: Vec<ObjectIdentifier>,
-    pub policies: Vec<ObjectIdentifier>,
+    pub extended_key_usage: Vec<super::oid::Oid>,
+    pub policies: Vec<super::oid::Oid>,
     pub sans: Sans,
     pub crl_url: Option<String>,
     pub ocsp_url: Option<String>,
@@ -423,17 +423,17 @@ mod tests {
                 _ => vec![KeyUsage::DigitalSignature],
             },
             extended_key_usage: vec![
-                ExtendedKeyUsage::ServerAuth.oid(),
-                ExtendedKeyUsage::ClientAuth.oid(),
+                ExtendedKeyUsage::ServerAuth.oid().into(),
+                ExtendedKeyUsage::ClientAuth.oid().into(),
             ],
-            policies: vec![ObjectIdentifier::new_unwrap("2.23.140.1.2.2")],
+            policies: vec![ObjectIdentifier::new_unwrap("2.23.140.1.2.2").into()],
             sans: Sans {
                 dns: vec!["www.example.com".into(), "*.example.com".into()],
                 ip: vec!["10.0.0.1".parse().unwrap(), "2001:db8::1".parse().unwrap()],
                 uri: vec!["https://example.com/id".into()],
                 email: vec!["admin@example.com".into()],
                 other: vec![OidValue {
-                    oid: ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.20.2.3"),
+                    oid: ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.20.2.3").into(),
                     kind: StringKind::Utf8,
                     value: "upn@example.com".into(),
                 }],
@@ -477,13 +477,13 @@ mod tests {
         );
         let mut leaf = leaf_params(&leaf_key, &root);
         leaf.subject.other.push(OidValue {
-            oid: ObjectIdentifier::new_unwrap("2.5.4.12"),
+            oid: ObjectIdentifier::new_unwrap("2.5.4.12").into(),
             kind: StringKind::Bmp,
             value: "Boss, \"the\" + one".into(),
         });
         leaf.subject.organizational_unit = Some("Dev#1".into());
         leaf.sans.other.push(OidValue {
-            oid: ObjectIdentifier::new_unwrap("1.3.6.1.4.1.99999.1"),
+            oid: ObjectIdentifier::new_unwrap("1.3.6.1.4.1.99999.1").into(),
             kind: StringKind::Universal,
             value: "\u{1F600}".into(),
         });

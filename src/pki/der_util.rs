@@ -69,8 +69,10 @@ pub fn set_of(parts: &[Vec<u8>]) -> Vec<u8> {
     tlv(tag::SET, &body)
 }
 
-pub fn oid(oid: &ObjectIdentifier) -> Vec<u8> {
-    tlv(tag::OID, oid.as_bytes())
+/// An OBJECT IDENTIFIER element: `const_oid`'s for the fixed ones, `pki::oid::Oid` for the
+/// ones clients give.
+pub fn oid<O: AsRef<[u8]> + ?Sized>(oid: &O) -> Vec<u8> {
+    tlv(tag::OID, oid.as_ref())
 }
 
 pub fn boolean(value: bool) -> Vec<u8> {
@@ -144,6 +146,14 @@ impl<'a> Tlv<'a> {
         self.check(tag::OID)?;
         ObjectIdentifier::from_bytes(self.value)
             .map_err(|e| PkiError::Invalid(format!("DER: bad OBJECT IDENTIFIER: {e}")))
+    }
+
+    /// An OBJECT IDENTIFIER of any X.660 shape (arcs up to 128 bits): attribute types and
+    /// otherName types, which clients choose.
+    pub fn any_oid(&self) -> Result<super::oid::Oid, PkiError> {
+        self.check(tag::OID)?;
+        super::oid::Oid::from_der_content(self.value)
+            .ok_or_else(|| PkiError::Invalid("DER: bad OBJECT IDENTIFIER".into()))
     }
 
     /// The octets of a BIT STRING that has no unused bits.

@@ -7,6 +7,7 @@ use const_oid::ObjectIdentifier;
 
 use super::der_util::{self, context, tag, Reader};
 use super::fields::{KeyUsage, OidValue, Sans};
+use super::oid::Oid;
 use super::{name, KeyFamily, PkiError};
 
 pub const SUBJECT_KEY_IDENTIFIER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.14");
@@ -66,8 +67,8 @@ pub fn key_usage(usages: &[KeyUsage]) -> Vec<u8> {
 }
 
 /// A SEQUENCE OF OBJECT IDENTIFIER (extKeyUsage), duplicates dropped.
-pub fn oid_sequence(oids: &[ObjectIdentifier]) -> Vec<u8> {
-    let mut seen: Vec<&ObjectIdentifier> = Vec::new();
+pub fn oid_sequence(oids: &[Oid]) -> Vec<u8> {
+    let mut seen: Vec<&Oid> = Vec::new();
     let mut parts = Vec::new();
     for o in oids {
         if !seen.contains(&o) {
@@ -79,8 +80,8 @@ pub fn oid_sequence(oids: &[ObjectIdentifier]) -> Vec<u8> {
 }
 
 /// certificatePolicies value: one PolicyInformation per OID, without qualifiers.
-pub fn certificate_policies(policies: &[ObjectIdentifier]) -> Vec<u8> {
-    let mut seen: Vec<&ObjectIdentifier> = Vec::new();
+pub fn certificate_policies(policies: &[Oid]) -> Vec<u8> {
+    let mut seen: Vec<&Oid> = Vec::new();
     let mut parts = Vec::new();
     for p in policies {
         if !seen.contains(&p) {
@@ -182,7 +183,7 @@ pub fn decode_sans(value: &[u8]) -> Result<Sans, PkiError> {
             }
             t if t == context(0, true) => {
                 let mut on = gn.reader();
-                let oid = on.read()?.oid()?;
+                let oid = on.read()?.any_oid()?;
                 let wrapped = on.take(context(0, true))?;
                 on.finish()?;
                 let mut wr = wrapped.reader();
@@ -307,7 +308,7 @@ mod tests {
             uri: vec!["https://example.com/x".into()],
             email: vec!["a@example.com".into()],
             other: vec![OidValue {
-                oid: ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.20.2.3"),
+                oid: ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.20.2.3").into(),
                 kind: StringKind::Utf8,
                 value: "upn@example.com".into(),
             }],

@@ -25,8 +25,7 @@ pub enum StringKind {
 /// An OID with a typed string value: an otherName SAN, or an extra subject attribute.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OidValue {
-    #[serde(with = "oid_string")]
-    pub oid: ObjectIdentifier,
+    pub oid: super::oid::Oid,
     pub kind: StringKind,
     pub value: String,
 }
@@ -126,18 +125,4 @@ pub enum BasicConstraints {
     NotCa,
     /// No basicConstraints extension.
     Absent,
-}
-
-mod oid_string {
-    use const_oid::ObjectIdentifier;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(oid: &ObjectIdentifier, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(oid)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectIdentifier, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
 }

@@ -11,6 +11,7 @@ pub mod fields;
 pub mod keygen;
 pub mod name;
 pub mod ocsp;
+pub mod oid;
 pub mod pem;
 pub mod signer;
 

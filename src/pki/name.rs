@@ -143,7 +143,18 @@ pub fn subject_info(name_der: &[u8]) -> Result<SubjectInfo, PkiError> {
         let Some((kind, text)) = decode_value(&value) else {
             continue;
         };
-        let slot = match oid {
+        let slot = match ObjectIdentifier::from_bytes(oid.as_bytes()).ok() {
+            None => {
+                info.other.push(OidValue {
+                    oid,
+                    kind,
+                    value: text,
+                });
+                continue;
+            }
+            Some(known) => known,
+        };
+        let slot = match slot {
             COUNTRY => &mut info.country,
             STATE_OR_PROVINCE => &mut info.state_or_province,
             LOCALITY => &mut info.locality,
@@ -213,7 +224,7 @@ pub fn attribute(name_der: &[u8], oid: &ObjectIdentifier) -> Result<Option<Strin
     Ok(rdns(name_der)?
         .into_iter()
         .flatten()
-        .find(|(o, _)| o == oid)
+        .find(|(o, _)| o.as_bytes() == oid.as_bytes())
         .and_then(|(_, v)| decode_value(&v).map(|(_, text)| text)))
 }
 
@@ -261,7 +272,7 @@ pub fn is_email(s: &str) -> bool {
         && is_valid_hostname(domain)
 }
 
-type Rdn<'a> = Vec<(ObjectIdentifier, Tlv<'a>)>;
+type Rdn<'a> = Vec<(super::oid::Oid, Tlv<'a>)>;
 
 fn rdns(name_der: &[u8]) -> Result<Vec<Rdn<'_>>, PkiError> {
     let name = der_util::parse_one(name_der, tag::SEQUENCE)?;
@@ -273,7 +284,7 @@ fn rdns(name_der: &[u8]) -> Result<Vec<Rdn<'_>>, PkiError> {
         let mut sr = set.reader();
         while !sr.is_empty() {
             let mut atv = sr.take(tag::SEQUENCE)?.reader();
-            let oid = atv.read()?.oid()?;
+            let oid = atv.read()?.any_oid()?;
             let value = atv.read()?;
             atv.finish()?;
             atvs.push((oid, value));
@@ -283,7 +294,7 @@ fn rdns(name_der: &[u8]) -> Result<Vec<Rdn<'_>>, PkiError> {
     Ok(out)
 }
 
-fn rdn(oid: &ObjectIdentifier, value: Vec<u8>) -> Vec<u8> {
+fn rdn<O: AsRef<[u8]> + ?Sized>(oid: &O, value: Vec<u8>) -> Vec<u8> {
     der_util::set_of(&[der_util::seq(&[der_util::oid(oid), value])])
 }
 
@@ -358,12 +369,12 @@ mod tests {
             serial_number: Some("1234".into()),
             other: vec![
                 OidValue {
-                    oid: ObjectIdentifier::new_unwrap("2.5.4.12"),
+                    oid: ObjectIdentifier::new_unwrap("2.5.4.12").into(),
                     kind: StringKind::Bmp,
                     value: "Dé".into(),
                 },
                 OidValue {
-                    oid: ObjectIdentifier::new_unwrap("1.2.3.4"),
+                    oid: ObjectIdentifier::new_unwrap("1.2.3.4").into(),
                     kind: StringKind::Universal,
                     value: "ü".into(),
                 },

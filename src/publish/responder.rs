@@ -11,10 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::Full;
-use hyper::service::service_fn;
 use hyper::StatusCode;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+
 use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -610,33 +608,38 @@ async fn serve(options: ResponderOptions) -> Result<(), String> {
         source.target.urls.redacted()
     );
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    let graceful = GracefulShutdown::new();
+    // The same connection timeouts and cap as the appliance's public listener.
+    let nofile = crate::server::conn::raise_nofile();
+    let (_, limits) =
+        crate::server::conn::Limits::from_config(&crate::config::LimitsConfig::default(), nofile);
+    let graceful = Arc::new(GracefulShutdown::new());
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                if let Ok((tcp, _)) = accepted {
+    let accept = {
+        let source = Arc::clone(&source);
+        let graceful = Arc::clone(&graceful);
+        let tracker = crate::server::conn::Tracker::new("public", limits);
+        tokio::spawn(tracker.accept_loop(listener, move |tcp, place| {
+            let source = Arc::clone(&source);
+            let watcher = graceful.watcher();
+            async move {
+                let _ = tcp.set_nodelay(true);
+                let handler = move |req| {
                     let source = Arc::clone(&source);
-                    let watcher = graceful.watcher();
-                    tokio::spawn(async move {
-                        let _ = tcp.set_nodelay(true);
-                        let svc = service_fn(move |req| {
-                            let source = Arc::clone(&source);
-                            async move { Ok::<_, std::convert::Infallible>(respond(&source, req).await) }
-                        });
-                        let builder = auto::Builder::new(TokioExecutor::new());
-                        let conn = builder.serve_connection(TokioIo::new(tcp), svc);
-                        let _ = watcher.watch(conn.into_owned()).await;
-                    });
-                }
+                    async move { respond(&source, req).await }
+                };
+                place.serve(tcp, handler, watcher).await;
             }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        }
+        }))
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    drop(listener);
+    accept.abort();
+    let _ = accept.await;
+    let graceful = Arc::try_unwrap(graceful).map_err(|_| "listener still running".to_string())?;
     let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
     log::info!("stopped");
     Ok(())
@@ -655,7 +658,8 @@ async fn respond(
         );
         return r;
     }
-    crate::api::public::handle(source, req).await
+    let timeout = Duration::from_secs(crate::config::LimitsConfig::default().body_timeout_secs);
+    crate::api::public::handle(source, req, timeout).await
 }
 
 #[cfg(test)]

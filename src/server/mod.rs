@@ -2,6 +2,7 @@
 //! sd_notify and signals.
 
 pub mod backup;
+pub mod conn;
 pub mod logging;
 pub mod tls;
 
@@ -9,9 +10,6 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
@@ -30,6 +28,7 @@ use crate::store::Db;
 pub fn serve(config_path: &Path) -> Result<(), String> {
     let config = Config::load(config_path).map_err(|e| e.to_string())?;
     logging::init(config.log.level.as_deref());
+    let nofile = conn::raise_nofile();
     let pin = config.pin().map_err(|e| e.to_string())?;
     let tls = tls::server_config(&config)?;
     let db_path = config.resolve(&config.storage.path);
@@ -41,7 +40,7 @@ pub fn serve(config_path: &Path) -> Result<(), String> {
         .ok();
     let hsm = Hsm::open(&config.hsm, pin).map_err(|e| format!("HSM: {e}"))?;
     let runtime = runtime().map_err(|e| format!("runtime: {e}"))?;
-    runtime.block_on(run(config, config_path.to_owned(), tls, db, hsm))
+    runtime.block_on(run(config, config_path.to_owned(), tls, db, hsm, nofile))
 }
 
 /// The async runtime for the listeners: one worker per CPU this process may run on. With a
@@ -69,6 +68,7 @@ async fn run(
     tls: Arc<ServerConfig>,
     db: Db,
     hsm: Hsm,
+    nofile: u64,
 ) -> Result<(), String> {
     let config = Arc::new(config);
     let publisher = Publisher::new(db.clone(), hsm.clone(), config.hsm.sessions);
@@ -109,70 +109,100 @@ async fn run(
     );
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
-    let graceful = GracefulShutdown::new();
+    let graceful = Arc::new(GracefulShutdown::new());
+    let (api_limits, public_limits) = conn::Limits::from_config(&config.limits, nofile);
+    log::info!(
+        "open-file limit {nofile}: up to {} API and {} public connections",
+        api_limits.max_connections,
+        public_limits.max_connections
+    );
+    let api_accept = {
+        let api = Arc::clone(&api);
+        let tls = Arc::clone(&tls);
+        let graceful = Arc::clone(&graceful);
+        let tracker = conn::Tracker::new("api", api_limits);
+        tokio::spawn(tracker.accept_loop(api_listener, move |tcp, place| {
+            let acceptor = TlsAcceptor::from(
+                tls.read()
+                    .map(|t| Arc::clone(&t))
+                    .unwrap_or_else(|p| Arc::clone(&p.into_inner())),
+            );
+            let api = Arc::clone(&api);
+            let watcher = graceful.watcher();
+            async move {
+                let _ = tcp.set_nodelay(true);
+                let Some(Ok(stream)) = place.within_first_deadline(acceptor.accept(tcp)).await
+                else {
+                    return;
+                };
+                let identity = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(tls::identity);
+                let peer = Arc::new(Peer { identity });
+                let handler = move |req| {
+                    let api = Arc::clone(&api);
+                    let peer = Arc::clone(&peer);
+                    async move { api.handle(req, peer, Listener::Api).await }
+                };
+                place.serve(stream, handler, watcher).await;
+            }
+        }))
+    };
+    let public_accept = {
+        let api = Arc::clone(&api);
+        let graceful = Arc::clone(&graceful);
+        let tracker = conn::Tracker::new("public", public_limits);
+        tokio::spawn(tracker.accept_loop(public_listener, move |tcp, place| {
+            let api = Arc::clone(&api);
+            let watcher = graceful.watcher();
+            async move {
+                let _ = tcp.set_nodelay(true);
+                let peer = Arc::new(Peer::default());
+                let handler = move |req| {
+                    let api = Arc::clone(&api);
+                    let peer = Arc::clone(&peer);
+                    async move { api.handle(req, peer, Listener::Public).await }
+                };
+                place.serve(tcp, handler, watcher).await;
+            }
+        }))
+    };
+    // The metrics listener gets the same timeouts, with a small cap of its own.
+    let metrics_accept = metrics_listener.map(|listener| {
+        let publisher = publisher.clone();
+        let graceful = Arc::clone(&graceful);
+        let limits = conn::Limits {
+            max_connections: 64,
+            ..api_limits
+        };
+        tokio::spawn(conn::Tracker::new("metrics", limits).accept_loop(
+            listener,
+            move |tcp, place| {
+                let publisher = publisher.clone();
+                let watcher = graceful.watcher();
+                async move {
+                    let handler = move |req| {
+                        let publisher = publisher.clone();
+                        async move {
+                            match metrics_response(req, publisher).await {
+                                Ok(r) => r,
+                                Err(never) => match never {},
+                            }
+                        }
+                    };
+                    place.serve(tcp, handler, watcher).await;
+                }
+            },
+        ))
+    });
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     loop {
         tokio::select! {
-            accepted = api_listener.accept() => {
-                if let Ok((tcp, _)) = accepted {
-                    let acceptor = TlsAcceptor::from(tls.read().map(|t| Arc::clone(&t)).map_err(|_| "tls lock")?);
-                    let api = Arc::clone(&api);
-                    let watcher = graceful.watcher();
-                    tokio::spawn(async move {
-                        let _ = tcp.set_nodelay(true);
-                        let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await else {
-                            return;
-                        };
-                        let identity = stream
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .and_then(|c| c.first())
-                            .and_then(tls::identity);
-                        let peer = Arc::new(Peer { identity });
-                        let svc = service_fn(move |req| {
-                            let api = Arc::clone(&api);
-                            let peer = Arc::clone(&peer);
-                            async move { Ok::<_, std::convert::Infallible>(api.handle(req, peer, Listener::Api).await) }
-                        });
-                        let builder = auto::Builder::new(TokioExecutor::new());
-                        let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                        let _ = watcher.watch(conn.into_owned()).await;
-                    });
-                }
-            }
-            accepted = public_listener.accept() => {
-                if let Ok((tcp, _)) = accepted {
-                    let api = Arc::clone(&api);
-                    let watcher = graceful.watcher();
-                    tokio::spawn(async move {
-                        let _ = tcp.set_nodelay(true);
-                        let peer = Arc::new(Peer::default());
-                        let svc = service_fn(move |req| {
-                            let api = Arc::clone(&api);
-                            let peer = Arc::clone(&peer);
-                            async move { Ok::<_, std::convert::Infallible>(api.handle(req, peer, Listener::Public).await) }
-                        });
-                        let builder = auto::Builder::new(TokioExecutor::new());
-                        let conn = builder.serve_connection(TokioIo::new(tcp), svc);
-                        let _ = watcher.watch(conn.into_owned()).await;
-                    });
-                }
-            }
-            accepted = accept_opt(metrics_listener.as_ref()) => {
-                if let Ok((tcp, _)) = accepted {
-                    let publisher = publisher.clone();
-                    let watcher = graceful.watcher();
-                    tokio::spawn(async move {
-                        let svc = service_fn(move |req| metrics_response(req, publisher.clone()));
-                        let conn = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(tcp), svc);
-                        let _ = watcher.watch(conn).await;
-                    });
-                }
-            }
             _ = hup.recv() => {
                 reload(&config_path, &tls, &api);
             }
@@ -182,8 +212,15 @@ async fn run(
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     log::info!("shutting down: draining in-flight requests");
-    drop(api_listener);
-    drop(public_listener);
+    api_accept.abort();
+    public_accept.abort();
+    let _ = api_accept.await;
+    let _ = public_accept.await;
+    if let Some(metrics) = metrics_accept {
+        metrics.abort();
+        let _ = metrics.await;
+    }
+    let graceful = Arc::try_unwrap(graceful).map_err(|_| "listeners still running".to_string())?;
     if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
         .await
         .is_err()
@@ -238,15 +275,6 @@ pub fn check_config(config_path: &Path) -> Result<String, String> {
         config_path.display(),
         config.hsm.token_label
     ))
-}
-
-async fn accept_opt(
-    listener: Option<&TcpListener>,
-) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
-    match listener {
-        Some(l) => l.accept().await,
-        None => std::future::pending().await,
-    }
 }
 
 /// The Prometheus endpoint: `GET /metrics`, nothing else.
