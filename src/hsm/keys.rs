@@ -31,6 +31,9 @@ const RSA_EXPONENT: [u8; 3] = [0x01, 0x00, 0x01];
 /// otherwise mark the whole HSM down.
 pub(crate) static KEY_MANAGEMENT: Mutex<()> = Mutex::new(());
 
+/// How often a key generation that failed with CKR_GENERAL_ERROR is tried again.
+const GENERATE_RETRIES: u32 = 2;
+
 /// A private key found in the token: its handle (valid for one initialisation) and family.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct KeyEntry {
@@ -88,7 +91,19 @@ pub(crate) fn generate(
         Attribute::Label(label.as_bytes().to_vec()),
     ];
     let _serial = lock(&KEY_MANAGEMENT);
-    let (public_key, private_key) = session.generate_key_pair(&mechanism, &public, &private)?;
+    let mut retries = GENERATE_RETRIES;
+    let (public_key, private_key) = loop {
+        match session.generate_key_pair(&mechanism, &public, &private) {
+            // Serialising creations is not enough for SoftHSM 2.6: a creation can still fail
+            // with CKR_GENERAL_ERROR while another session reads the object store. A device
+            // that is really gone fails the retries too (a few ms), and is then marked down.
+            Err(CkError::Pkcs11(RvError::GeneralError, _)) if retries > 0 => {
+                retries -= 1;
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            result => break result?,
+        }
+    };
     match public_key_info(session, public_key, alg) {
         Ok(spki_der) => Ok(GeneratedKey {
             id: KeyId(id.to_vec()),
