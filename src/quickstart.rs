@@ -94,7 +94,8 @@ pub fn run(options: &QuickstartOptions) -> Result<String, String> {
     write_tls(&dir.join("tls"))?;
 
     let metrics_port = metrics_port(options);
-    let config = config_text(&dir, options, metrics_port);
+    let mut config = config_text(&dir, options, metrics_port);
+    config.push_str(&write_ncp_keys(&dir.join("ncp"))?);
     write_new(&dir.join("pcad.toml"), config.as_bytes(), 0o640)?;
 
     let d = dir.display();
@@ -412,6 +413,45 @@ appkey = "*"
 role = "VIEWER"
 "#
     )
+}
+
+/// The NAVER Cloud edition's demo credentials for appkey `demo`: `ncp/{admin,viewer}.access-key`
+/// and `.secret-key` (0600); returns their `[[ncp_keys]]` config entries.
+fn write_ncp_keys(dir: &Path) -> Result<String, String> {
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let random = |n: usize, alphabet: &[u8]| -> String {
+        (0..n)
+            .map(|_| alphabet[rand::random::<usize>() % alphabet.len()] as char)
+            .collect()
+    };
+    let mut text = String::from(
+        "\n# NAVER Cloud edition (/api/v1): request-signing keys, each bound to an appkey and a role.\n",
+    );
+    for (name, role) in [("admin", "ADMIN"), ("viewer", "VIEWER")] {
+        let access = random(20, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789");
+        let secret = random(
+            40,
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+        );
+        write_new(
+            &dir.join(format!("{name}.access-key")),
+            format!("{access}\n").as_bytes(),
+            0o644,
+        )?;
+        write_new(
+            &dir.join(format!("{name}.secret-key")),
+            format!("{secret}\n").as_bytes(),
+            0o600,
+        )?;
+        text.push_str(&format!(
+            "[[ncp_keys]]\naccess_key = \"{access}\"\nsecret_file = \"ncp/{name}.secret-key\"\n\
+             appkey = \"demo\"\nrole = \"{role}\"\nidentity = \"ncp-{name}\"\n\n"
+        ));
+    }
+    Ok(text)
 }
 
 /// A TOML basic string, quoted and escaped.

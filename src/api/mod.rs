@@ -9,6 +9,7 @@ mod error;
 pub mod fuzzing;
 mod handlers;
 mod leaf_body;
+pub mod ncp;
 mod revocation;
 pub mod route;
 mod views;
@@ -82,6 +83,9 @@ impl Api {
         listener: Listener,
     ) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
+        if ncp::owns(parts.uri.path()) {
+            return ncp::handle(self, parts, body, listener).await;
+        }
         let body = match self.ocsp_fast(&parts, body).await {
             Ok(response) => return response,
             Err(body) => body,

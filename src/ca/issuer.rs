@@ -145,7 +145,7 @@ impl Ca {
             policies: vec![],
             sans,
             crl_url: parent.and_then(|c| self.crl_url(store, c.id)),
-            ocsp_url: parent.and_then(|_| self.ocsp_url(store)),
+            ocsp_url: parent.and_then(|c| self.ocsp_url(store, c.id)),
         };
         let (der, signed_with) = match parent {
             Some(parent) => {

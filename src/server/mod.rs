@@ -67,6 +67,7 @@ async fn run(
     let publisher = Publisher::new(db.clone(), hsm.clone(), config.hsm.sessions);
     publisher.start();
     let ca = Ca::new(db, hsm, &config.public.base_url, publisher.clone());
+    crate::ca::start_ncp_destroy_scheduler(ca.clone());
     // Shared by every connection; a request clones the Arc, not the state.
     let api = Arc::new(Api::new(ca, Arc::clone(&config)));
     let tls = Arc::new(RwLock::new(tls));

@@ -3,11 +3,13 @@
 
 mod audit;
 mod durable;
+mod ncp;
 mod ocsp;
 mod records;
 mod trees;
 
 pub use audit::{AuditEvent, AuditFilter, PendingDestroy};
+pub use ncp::{NcpCaRecord, NcpPending};
 pub use ocsp::{OcspRow, OcspRowRef, OcspSetChunks};
 pub use records::{
     CertRecord, CertType, CrlRecord, IssuerKey, Revocation, SerialRecord, StoreRecord,
