@@ -277,6 +277,7 @@ impl Ca {
 
     /// Issue End Cert / Sign End Csr: a leaf of an ACTIVE CA. `key` is the key made for a
     /// GENERATE request (ignored for a CSR).
+    #[allow(clippy::too_many_arguments)]
     pub fn ncp_issue(
         &self,
         who: &Actor,

@@ -1,0 +1,313 @@
+"""The NAVER Cloud edition (`/api/v1`) against a real daemon on SoftHSM: signed calls with both
+header names, Create/Get/List CA, chains, Sign End Csr as ncloud-pca-issuer sends it, Issue End
+Cert, revocation seen by OCSP at /ext/{caTag}/ocsp and the CRL, CRL settings, cross-edition
+visibility, tenancy, bad input that writes nothing, the role/grant matrix, and the lifecycle
+(DESTROYING, the destroy delay across a restart, Delete CA)."""
+
+import base64
+import datetime as dt
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import ExtensionOID, NameOID
+
+import pcadtest
+from ncp_client import fails, gateway, signature, start_env
+
+V1 = "/api/v1"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    e = start_env(tmp_path_factory.mktemp("ncp"), destroy_delay="4s")
+    yield e
+    e.daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def admin(env):
+    return env.key("admin")
+
+
+@pytest.fixture(scope="module")
+def root(admin):
+    return admin.create_ca("root-ec", key="EC256")
+
+
+@pytest.fixture(scope="module")
+def sub(admin, root):
+    return admin.create_ca("sub-rsa", key="RSA2048", period="365", ca_type="PRIVATE_SUB",
+                           issuer=root["caInfo"]["caTag"])
+
+
+def tag(ca):
+    return ca["caInfo"]["caTag"]
+
+
+def csr(cn, key=None, sans=()):
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    b = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+    if sans:
+        b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(s) for s in sans]), False)
+    return key, b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
+def ca_count(admin):
+    return admin.ok(admin.get(f"{V1}/ca"))["totalCnt"]
+
+
+def token_keys(env):
+    return sorted(o.get("ID", "") for o in pcadtest.token_objects(env))
+
+
+def write(tmp, name, text):
+    p = Path(tmp) / name
+    p.write_text(text)
+    return str(p)
+
+
+def ocsp_status(env, ca_tag, leaf_pem, issuer_pem, root_pem):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = pcadtest.run(["openssl", "ocsp", "-issuer", write(tmp, "i.pem", issuer_pem),
+                            "-cert", write(tmp, "l.pem", leaf_pem),
+                            "-CAfile", write(tmp, "r.pem", root_pem), "-no_nonce",
+                            "-url", f"{env.public_url}/ext/{ca_tag}/ocsp"]).stdout
+    line = [l for l in out.splitlines() if l.startswith(str(Path(tmp) / "l.pem")) or ": " in l][0]
+    return line.split(": ", 1)[1].strip()
+
+
+# ---- authentication -----------------------------------------------------------------------
+
+def test_signature_both_header_names_and_refusals(env, admin):
+    for h in ("x-ncp-apigw-signature-v2", "x-ncp-apigw-signature-v1"):
+        d = admin.with_header(h).ok(admin.with_header(h).get(f"{V1}/ca?pageNo=1"))
+        assert d["currentPageNo"] == 1
+    before = ca_count(admin)
+    body = {"alias": "nope", "keyType": "EC256", "period": "30",
+            "x509Parameters": {"commonName": "x"}}
+    target = f"{V1}/ca?caType=PRIVATE_ROOT"
+    gateway(admin.post(target, body, secret="wrong-secret"), "200")
+    stale = int(time.time() * 1000) - 6 * 60 * 1000
+    gateway(admin.post(target, body, ts=stale), "200")
+    future = int(time.time() * 1000) + 6 * 60 * 1000
+    gateway(admin.post(target, body, ts=future), "200")
+    gateway(admin.post(target, body, sign=False), "200")
+    unknown = env.key("admin")
+    unknown.access_key = "NOSUCHKEY"
+    gateway(unknown.post(target, body), "200")
+    # The signature covers the query: a changed query is refused.
+    ts = str(int(time.time() * 1000))
+    r = requests.post(env.api_url + f"{V1}/ca?caType=PRIVATE_SUB", json=body, verify=env.ca_pem,
+                      headers={"x-ncp-apigw-timestamp": ts, "x-ncp-iam-access-key": admin.access_key,
+                               "x-ncp-apigw-signature-v2":
+                                   signature(admin.secret, "POST", target, ts, admin.access_key)})
+    r.body = r.json()
+    gateway(r, "200")
+    assert ca_count(admin) == before
+
+
+# ---- CAs ------------------------------------------------------------------------------------
+
+def test_create_and_get_root_and_sub(env, admin, root, sub):
+    info, cert = root["caInfo"], root["caCertInfo"]
+    assert info["caType"] == "PRIVATE_ROOT" and info["status"] == "ACTIVE"
+    assert isinstance(info["caId"], int) and 0 < info["caId"] < 2**31
+    assert isinstance(info["rgstDate"], int) and info["rgstDate"] > 1.7e12
+    assert info["urlInfo"]["crl"] == [f"{env.public_url}/ext/{info['caTag']}/crl"]
+    assert cert["publicKeyAlgorithm"] == "EC" and cert["country"] == "KR"
+    assert cert["notAfterDate"] > cert["notBeforeDate"] > 1.7e12
+    assert all(len(g) == 2 and g == g.upper() for g in cert["serialNo"].split(":"))
+    got = admin.ok(admin.get(f"{V1}/ca/{info['caTag']}"))
+    assert got["caCertInfo"]["certPem"] == cert["certPem"]
+    # The sub CA chains to the root; Get CA Chain is sub then root.
+    chain = admin.ok(admin.get(f"{V1}/ca/{tag(sub)}/chain"))
+    pems = pcadtest.split_pems(chain)
+    assert len(pems) == 2 and pems[1].strip() == cert["certPem"].strip()
+    pcadtest.openssl_verify(pems[0], pems[1])
+    assert sub["caInfo"]["issuerTag"] == info["caTag"]
+    assert pcadtest.pkilint_findings(sub["caCertInfo"]["certPem"]) == []
+    assert pcadtest.pkilint_findings(cert["certPem"]) == []
+    lst = admin.ok(admin.get(f"{V1}/ca"))
+    tags = [c["caInfo"]["caTag"] for c in lst["caInfoList"]]
+    assert info["caTag"] in tags and tag(sub) in tags
+    assert lst["totalPageNo"] == 1
+
+
+def test_cert_manager_issuer_flow(env, admin, root, sub):
+    """What ncloud-pca-issuer does: Get CA (x-ncp-apigw-signature-v1), derive keyType/keyBits from
+    the CA certificate, Sign End Csr with period; decode `caChain` as []string."""
+    client = admin.with_header("x-ncp-apigw-signature-v1")
+    for ca, key in ((root, ec.generate_private_key(ec.SECP256R1())),
+                    (sub, rsa.generate_private_key(public_exponent=65537, key_size=2048))):
+        got = client.ok(client.get(f"{V1}/ca/{tag(ca)}"))
+        ca_cert = x509.load_pem_x509_certificate(got["caCertInfo"]["certPem"].encode())
+        is_rsa = isinstance(key, rsa.RSAPrivateKey)
+        _, pem = csr("app.example.com", key, sans=["app.example.com", "www.example.com"])
+        body = {"csrPem": pem, "period": "30", "keyType": "RSA" if is_rsa else "ECDSA",
+                "keyBits": "2048" if is_rsa else "256"}
+        d = client.ok(client.post(f"{V1}/ca/{tag(ca)}/cert/sign", body))
+        assert isinstance(d["caChain"], list) and all(isinstance(c, str) for c in d["caChain"])
+        leaf = x509.load_pem_x509_certificate(d["certificate"].encode())
+        assert leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "app.example.com"
+        sans = leaf.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        assert set(sans.get_values_for_type(x509.DNSName)) == {"app.example.com", "www.example.com"}
+        assert (leaf.not_valid_after_utc - leaf.not_valid_before_utc).days == 30
+        assert d["issuer"].strip() == got["caCertInfo"]["certPem"].strip()
+        root_pem = root["caCertInfo"]["certPem"]
+        if ca is root:
+            assert [c.strip() for c in d["caChain"]] == [root_pem.strip()]
+        else:
+            assert len(d["caChain"]) == 2 and d["caChain"][1].strip() == root_pem.strip()
+        pcadtest.openssl_verify(d["certificate"], root_pem, d["caChain"][:-1] or ())
+        assert pcadtest.pkilint_findings(d["certificate"]) == []
+        assert f"{leaf.serial_number:x}".upper().zfill(2) in d["serialNo"].replace(":", "")
+        assert ca_cert.subject == leaf.issuer
+
+
+def test_issue_end_cert_and_get(env, admin, root):
+    t = tag(root)
+    d = admin.ok(admin.post(f"{V1}/ca/{t}/cert", {
+        "keyType": "RSA2048", "period": "90",
+        "x509Parameters": {"commonName": "svc.example.com", "altName": "svc.example.com,ops@example.com",
+                           "ip": "10.1.2.3", "organization": "Example"}}))
+    key = serialization.load_pem_private_key(d["privateKey"].encode(), None)
+    leaf = x509.load_pem_x509_certificate(d["certificate"].encode())
+    assert pcadtest.public_der(key) == pcadtest.public_der(leaf)
+    assert isinstance(d["caChain"], str) and "BEGIN CERTIFICATE" in d["caChain"]
+    pcadtest.openssl_verify(d["certificate"], root["caCertInfo"]["certPem"])
+    assert pcadtest.pkilint_findings(d["certificate"]) == []
+    serial = d["serialNo"]
+    got = admin.ok(admin.get(f"{V1}/ca/{t}/cert/{serial}"))
+    assert got["certPem"] == d["certificate"] and got["commonName"] == "svc.example.com"
+    assert got["publicKeyAlgorithm"] == "RSA" and got["status"] == "VALID"
+    assert isinstance(got["caChain"], str)
+    # Either case, with or without colons.
+    assert admin.ok(admin.get(f"{V1}/ca/{t}/cert/{serial.lower()}"))["serialNo"] == serial
+    lst = admin.ok(admin.get(f"{V1}/ca/{t}/cert"))
+    assert serial in lst["listCerts"] and lst["totalCnt"] == len(lst["listCerts"])
+    # The key is never stored: it is nowhere in the v2.0 record either.
+    fails(admin.get(f"{V1}/ca/{t}/cert/01:02:03"), 404, "NOT_FOUND")
+
+
+def test_ocsp_and_crl_follow_revocation(env, admin, root):
+    t = tag(root)
+    url = f"{env.public_url}/ext/{t}/ocsp"
+    assert admin.ok(admin.put(f"{V1}/ca/{t}/urls", {"ocsp_servers": url})) is None
+    info = admin.ok(admin.get(f"{V1}/ca/{t}"))["caInfo"]
+    assert info["urlInfo"]["ocsp"] == [url]
+    _, pem = csr("ocsp.example.com")
+    d = admin.ok(admin.post(f"{V1}/ca/{t}/cert/sign", {"csrPem": pem}))
+    leaf = x509.load_pem_x509_certificate(d["certificate"].encode())
+    aia = leaf.extensions.get_extension_for_oid(ExtensionOID.AUTHORITY_INFORMATION_ACCESS).value
+    assert [a.access_location.value for a in aia] == [url]
+    assert d["ocspResponder"] == url
+    crl_dp = leaf.extensions.get_extension_for_oid(ExtensionOID.CRL_DISTRIBUTION_POINTS).value
+    assert crl_dp[0].full_name[0].value == f"{env.public_url}/ext/{t}/crl"
+    root_pem = root["caCertInfo"]["certPem"]
+    assert ocsp_status(env, t, d["certificate"], root_pem, root_pem) == "good"
+    assert admin.ok(admin.post(f"{V1}/ca/{t}/cert/{d['serialNo']}/revoke")) is None
+    assert ocsp_status(env, t, d["certificate"], root_pem, root_pem) == "revoked"
+    # The CRL, at /ext (DER) and through Get CA CRL (PEM), lists it and verifies.
+    der = requests.get(f"{env.public_url}/ext/{t}/crl", timeout=10).content
+    crl = x509.load_der_x509_crl(der)
+    assert crl.get_revoked_certificate_by_serial_number(leaf.serial_number) is not None
+    pem_crl = admin.ok(admin.get(f"{V1}/ca/{t}/crl"))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = pcadtest.run(["openssl", "crl", "-in", write(tmp, "c.pem", pem_crl), "-CAfile",
+                            write(tmp, "r.pem", root_pem), "-noout"], check=False)
+        assert "verify OK" in out.stdout + out.stderr, out
+    assert admin.ok(admin.get(f"{V1}/ca/{t}/cert/{d['serialNo']}"))["status"] == "REVOKED"
+    fails(admin.post(f"{V1}/ca/{t}/cert/{root['caCertInfo']['serialNo']}/revoke"), 400,
+          None, "The CA certificate can't be revoked.")
+    fails(admin.post(f"{V1}/ca/{t}/cert/{d['serialNo']}/revoke"), 400, "INVALID_CERT")
+    # Delete OCSP: certificates issued afterwards carry no OCSP URL.
+    assert admin.ok(admin.delete(f"{V1}/ca/{t}/urls")) is None
+    d2 = admin.ok(admin.post(f"{V1}/ca/{t}/cert/sign", {"csrPem": csr("no-ocsp.example.com")[1]}))
+    leaf2 = x509.load_pem_x509_certificate(d2["certificate"].encode())
+    with pytest.raises(x509.ExtensionNotFound):
+        leaf2.extensions.get_extension_for_oid(ExtensionOID.AUTHORITY_INFORMATION_ACCESS)
+    assert d2["ocspResponder"] == ""
+    # OCSP GET form as well.
+    issuer = x509.load_pem_x509_certificate(root_pem.encode())
+    req = ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA1()).build()
+    b64 = base64.b64encode(req.public_bytes(serialization.Encoding.DER)).decode()
+    r = requests.get(f"{url}/{requests.utils.quote(b64, safe='')}", timeout=10)
+    resp = ocsp.load_der_ocsp_response(r.content)
+    assert resp.certificate_status == ocsp.OCSPCertStatus.REVOKED
+
+
+def test_crl_config_rotate_trim(env, admin, root):
+    t = tag(root)
+    assert admin.ok(admin.get(f"{V1}/ca/{t}/crl/config")) == {"expiry": "3"}
+    assert admin.ok(admin.put(f"{V1}/ca/{t}/crl/config", {"expiry": "5"})) == {"expiry": "5"}
+    assert admin.ok(admin.get(f"{V1}/ca/{t}/crl/config")) == {"expiry": "5"}
+    crl = x509.load_der_x509_crl(requests.get(f"{env.public_url}/ext/{t}/crl", timeout=10).content)
+    assert (crl.next_update_utc - crl.last_update_utc) == dt.timedelta(days=5)
+    fails(admin.put(f"{V1}/ca/{t}/crl/config", {"expiry": "2"}), 400, "INVALID_INPUT", "expiry")
+    fails(admin.put(f"{V1}/ca/{t}/crl/config", {}), 400, "INVALID_INPUT", "expiry is missing")
+    n1 = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    assert admin.ok(admin.post(f"{V1}/ca/{t}/crl/rotate")) is None
+    crl2 = x509.load_der_x509_crl(requests.get(f"{env.public_url}/ext/{t}/crl", timeout=10).content)
+    assert crl2.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number > n1
+    assert admin.ok(admin.post(f"{V1}/ca/{t}/trim")) is None
+    with tempfile.NamedTemporaryFile("wb", suffix=".der") as f:
+        f.write(requests.get(f"{env.public_url}/ext/{t}/crl", timeout=10).content)
+        f.flush()
+        pcadtest.run(["openssl", "crl", "-inform", "DER", "-in", f.name, "-noout", "-text"])
+    ca_der = requests.get(f"{env.public_url}/ext/{t}/ca", timeout=10).content
+    assert x509.load_der_x509_certificate(ca_der).public_bytes(serialization.Encoding.PEM).decode() \
+        == root["caCertInfo"]["certPem"]
+
+
+# ---- one CA, two editions; tenancy ----------------------------------------------------------
+
+def test_cross_edition_visibility_and_revocation(env, admin, root):
+    t = tag(root)
+    v2 = env.v2("admin", "demo")
+    stores = pcadtest.ok(v2.get("", params={"page": 0, "size": 100}))["items"]
+    store = [s for s in stores if s["name"] == "ncp-api-v1"][0]
+    sid = store["caStoreId"]
+    a = admin.ok(admin.post(f"{V1}/ca/{t}/cert/sign", {"csrPem": csr("cross-a.example.com")[1]}))
+    b = admin.ok(admin.post(f"{V1}/ca/{t}/cert/sign", {"csrPem": csr("cross-b.example.com")[1]}))
+    certs = pcadtest.ok(v2.get(f"/{sid}/certs", params={"page": 0, "size": 1000}))["items"]
+    by_serial = {c["serialNumber"].lower().lstrip("0"): c for c in certs}
+
+    def v2_of(serial):
+        return by_serial[serial.replace(":", "").lower().lstrip("0")]
+
+    root_v2 = v2_of(root["caCertInfo"]["serialNo"])
+    ca_a = v2_of(a["serialNo"])
+    assert ca_a["parentCertId"] == root_v2["certId"]
+    # Revoked through v2.0: NCP shows it, OCSP says revoked.
+    pcadtest.ok(v2.post(f"/{sid}/certs/{ca_a['certId']}/revoke", {"reason": "KEY_COMPROMISE"}))
+    assert admin.ok(admin.get(f"{V1}/ca/{t}/cert/{a['serialNo']}"))["status"] == "REVOKED"
+    admin.put(f"{V1}/ca/{t}/urls", {"ocsp_servers": "http://x.example/ocsp"})
+    root_pem = root["caCertInfo"]["certPem"]
+    assert ocsp_status(env, t, a["certificate"], root_pem, root_pem) == "revoked"
+    # Revoked through NCP: v2.0 shows it.
+    admin.ok(admin.post(f"{V1}/ca/{t}/cert/{b['serialNo']}/revoke"))
+    got = pcadtest.ok(v2.get(f"/{sid}/certs/{v2_of(b['serialNo'])['certId']}"))
+    assert got["status"] == "REVOKED"
+
+
+def test_tenancy(env, admin, root):
+    other = env.key("other")
+    t = tag(root)
+    for r in (other.get(f"{V1}/ca/{t}"), other.post(f"{V1}/ca/{t}/cert/sign",
+                                                     {"csrPem": csr("x.example.com")[1]}),
+              other.put(f"{V1}/ca/{t}", {"status": "DEACTIVATED"}),
+              other.get(f"{V1}/ca/{t}/crl")):
+        fails(r, 404, "NOT_FOUND", "The CA doesn't exist.")
+    assert other.ok(other.get(f"{V1}/ca"))["totalCnt"] == 0
+    assert admin.ok(admin.get(f"{V1}/ca/{t}"))["caInfo"]["status"] == "ACTIVE"
