@@ -311,3 +311,211 @@ def test_tenancy(env, admin, root):
         fails(r, 404, "NOT_FOUND", "The CA doesn't exist.")
     assert other.ok(other.get(f"{V1}/ca"))["totalCnt"] == 0
     assert admin.ok(admin.get(f"{V1}/ca/{t}"))["caInfo"]["status"] == "ACTIVE"
+
+
+# ---- bad input: a clear 400, nothing written -------------------------------------------------
+
+def state(env, admin, root):
+    v2 = env.v2("admin", "demo")
+    stores = pcadtest.ok(v2.get("", params={"page": 0, "size": 100}))["items"]
+    sid = [s for s in stores if s["name"] == "ncp-api-v1"][0]["caStoreId"]
+    certs = pcadtest.ok(v2.get(f"/{sid}/certs", params={"page": 0, "size": 1000}))["totalCount"]
+    ends = admin.ok(admin.get(f"{V1}/ca/{tag(root)}/cert"))["totalCnt"]
+    return ca_count(admin), token_keys(env), certs, ends
+
+
+def test_bad_input_catalogue_writes_nothing(env, admin, root, sub):
+    r, s = tag(root), tag(sub)
+    x = {"commonName": "x"}
+
+    def ca(**over):
+        b = {"alias": "fresh-ca", "keyType": "EC256", "period": "30", "x509Parameters": x}
+        b.update(over)
+        return {k: v for k, v in b.items() if v is not None}
+
+    rsa_csr = csr("r.example.com", rsa.generate_private_key(public_exponent=65537, key_size=2048))[1]
+    ec_csr = csr("e.example.com")[1]
+    root_q = f"{V1}/ca?caType=PRIVATE_ROOT"
+    cases = [
+        ("POST", f"{V1}/ca", ca(), "EMPTY_CA_TYPE", "ca type is missing"),
+        ("POST", f"{V1}/ca?caType=BOGUS", ca(), "INVALID_INPUT", "Invalid ca type"),
+        ("POST", root_q, ca(alias=None), "EMPTY_CA_ALIAS", "alias is missing."),
+        ("POST", root_q, ca(alias="1abc"), "INVALID_INPUT", "alias"),
+        ("POST", root_q, ca(alias="a" * 16), "EXCEED_CA_ALIAS", "alias"),
+        ("POST", root_q, ca(alias="root-ec"), "ALREADY_EXIST_ALIAS", "alias already exists"),
+        ("POST", root_q, ca(keyType=None), "EMPTY_KEY_TYPE", "keyType"),
+        ("POST", root_q, ca(keyType="RSA1024"), "INVALID_X509_KEY_TYPE", "Invalid keyType"),
+        ("POST", root_q, ca(period=None), "EMPTY_CA_TTL", "period"),
+        ("POST", root_q, ca(period="0"), "INVALID_INPUT_PERIOD", "period"),
+        ("POST", root_q, ca(period="3651"), "INVALID_INPUT_PERIOD", "period"),
+        ("POST", root_q, ca(period="ten"), "INVALID_INPUT_PERIOD", "period"),
+        ("POST", root_q, ca(x509Parameters=None), "EMPTY_X509_PARAMETERS", "x509Parameters"),
+        ("POST", root_q, ca(x509Parameters={"country": "KR"}), "EMPTY_COMMON_NAME",
+         "common name is missing."),
+        ("POST", root_q, ca(x509Parameters={"commonName": "c" * 65}), "EXCEED_COMMON_NAME",
+         "common name"),
+        ("POST", root_q, ca(x509Parameters={"commonName": "c", "country": "Korea"}),
+         "INVALID_INPUT", "country"),
+        ("POST", root_q, ca(x509Parameters={"commonName": "c", "ip": "999.1.1.1"}),
+         "INVALID_X509_IP", "Invalid ip"),
+        ("POST", root_q, ca(x509Parameters={"commonName": "c", "altName": "not a host"}),
+         "INVALID_INPUT", "altName"),
+        ("POST", f"{root_q}&issuerTag={r}", ca(), "INVALID_INPUT", "issuerTag"),
+        ("POST", f"{V1}/ca?caType=PRIVATE_SUB&issuerTag=00000000-00000000", ca(),
+         "NOT_EXIST_ISSUER_CA", "issuerTag"),
+        # Longer than the issuing sub CA's remaining validity: refused before a key is made.
+        ("POST", f"{V1}/ca?caType=PRIVATE_SUB&issuerTag={s}", ca(period="3650"),
+         "INVALID_INPUT_PERIOD", "period"),
+        ("POST", root_q, "not json", "INVALID_REQUEST", "Invalid request"),
+        ("POST", root_q, [1, 2], "INVALID_REQUEST", "Invalid request"),
+        ("POST", root_q, "", "INVALID_REQUEST", "body is missing"),
+        ("POST", f"{V1}/ca/{r}/cert/sign", {}, "EMPTY_CSR", "csr is missing."),
+        ("POST", f"{V1}/ca/{r}/cert/sign", {"csrPem": "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n"
+                                            "-----END CERTIFICATE REQUEST-----"},
+         "INVALID_INPUT", "Invalid csr."),
+        ("POST", f"{V1}/ca/{r}/cert/sign", {"csrPem": ec_csr, "keyType": "RSA"},
+         "INVALID_X509_KEY_TYPE", "CSR's keyType and the request body's keyType don't match."),
+        ("POST", f"{V1}/ca/{r}/cert/sign", {"csrPem": rsa_csr, "keyType": "RSA", "keyBits": "4096"},
+         "INVALID_INPUT", "CSR's keyBits and the request body's keyBits don't match."),
+        ("POST", f"{V1}/ca/{r}/cert/sign", {"csrPem": ec_csr, "period": "4000"},
+         "INVALID_INPUT_PERIOD", "period"),
+        ("POST", f"{V1}/ca/{s}/cert/sign", {"csrPem": ec_csr, "period": "400"},
+         "INVALID_INPUT_PERIOD", "The CA validity period can't be exceeded."),
+        ("POST", f"{V1}/ca/{r}/cert", {"keyType": "EC256"}, "EMPTY_X509_PARAMETERS",
+         "x509Parameters"),
+        ("POST", f"{V1}/ca/{r}/cert", {"keyType": "EC384", "x509Parameters": x},
+         "INVALID_X509_KEY_TYPE", "keyType"),
+        ("POST", f"{V1}/ca/{r}/cert/zz/revoke", None, "INVALID_INPUT_SERIAL_NO", "serial no"),
+        ("GET", f"{V1}/ca?pageNo=0", None, "INVALID_INPUT_PAGENUMBBER", "page no"),
+        ("PUT", f"{V1}/ca/{r}", {"status": "BOGUS"}, "INVALID_INPUT_STATUS", "status"),
+        ("PUT", f"{V1}/ca/{r}", {}, "EMPTY_STATUS", "status is missing."),
+        ("PUT", f"{V1}/ca/{r}/urls", {}, "INVALID_INPUT", "ocsp_servers are missing."),
+        ("PUT", f"{V1}/ca/{r}/urls", {"ocsp_servers": "ftp://x"}, "INVALID_INPUT", "ocsp_servers"),
+        ("POST", f"{V1}/ca/{r}/users", {}, "EMPTY_ID_NO", "idNo is missing."),
+        ("POST", f"{V1}/ca/{r}/users", {"idNo": "nobody"}, "INVAILD_ID_NO", "Invalid id no."),
+        ("DELETE", f"{V1}/ca/{r}", None, "INVALID_CA_STATUS", "Invalid ca status"),
+    ]
+    before = state(env, admin, root)
+    for method, target, body, code, words in cases:
+        if isinstance(body, str):
+            resp = admin.call(method, target, raw=body)
+        else:
+            resp = admin.call(method, target, body)
+        fails(resp, 400, code, words)
+    fails(admin.post(f"{V1}/ca/{r}/cert/01:02/revoke"), 404, "NOT_FOUND", "certificate")
+    fails(admin.get(f"{V1}/ca/00000000-00000000"), 404, "NOT_FOUND", "The CA doesn't exist.")
+    r404 = admin.get(f"{V1}/nothing")
+    assert r404.status_code == 404 and r404.body["error"]["errorCode"] == "300"
+    assert state(env, admin, root) == before
+
+
+# ---- who may do what -------------------------------------------------------------------------
+
+def routes(t, serial):
+    """(method, path, body, need) for every route of one CA; need is READ, OPERATE or ADMIN."""
+    return [
+        ("GET", f"{V1}/ca", None, "READ"),
+        ("POST", f"{V1}/ca?caType=PRIVATE_ROOT", {}, "ADMIN"),
+        ("GET", f"{V1}/ca/{t}", None, "READ"),
+        ("PUT", f"{V1}/ca/{t}", {"memo": "matrix"}, "ADMIN"),
+        ("DELETE", f"{V1}/ca/{t}", None, "ADMIN"),
+        ("GET", f"{V1}/ca/{t}/chain", None, "READ"),
+        ("GET", f"{V1}/ca/{t}/sub/csr", None, "READ"),
+        ("POST", f"{V1}/ca/{t}/sub/sign", {}, "OPERATE"),
+        ("POST", f"{V1}/ca/{t}/activate", {}, "ADMIN"),
+        ("POST", f"{V1}/ca/{t}/cert", {}, "OPERATE"),
+        ("POST", f"{V1}/ca/{t}/cert/sign", {}, "OPERATE"),
+        ("GET", f"{V1}/ca/{t}/cert", None, "READ"),
+        ("GET", f"{V1}/ca/{t}/cert/{serial}", None, "READ"),
+        ("POST", f"{V1}/ca/{t}/cert/01:02/revoke", None, "OPERATE"),
+        ("GET", f"{V1}/ca/{t}/crl", None, "READ"),
+        ("GET", f"{V1}/ca/{t}/crl/config", None, "READ"),
+        ("PUT", f"{V1}/ca/{t}/crl/config", {"expiry": "3"}, "OPERATE"),
+        ("POST", f"{V1}/ca/{t}/crl/rotate", None, "OPERATE"),
+        ("POST", f"{V1}/ca/{t}/trim", None, "OPERATE"),
+        ("PUT", f"{V1}/ca/{t}/urls", {}, "OPERATE"),
+        ("DELETE", f"{V1}/ca/{t}/urls", None, "OPERATE"),
+        ("GET", f"{V1}/ca/{t}/users", None, "READ"),
+        ("POST", f"{V1}/ca/{t}/users", {}, "ADMIN"),
+        ("DELETE", f"{V1}/ca/{t}/users/nobody", None, "ADMIN"),
+    ]
+
+
+def test_role_and_grant_matrix(env, admin):
+    granted = admin.create_ca("matrix-a")
+    other_ca = admin.create_ca("matrix-b")
+    ta, tb = tag(granted), tag(other_ca)
+    serial = granted["caCertInfo"]["serialNo"]
+    viewer, viewer2, other = env.key("viewer"), env.key("viewer2"), env.key("other")
+    # The grant: by access key for viewer2; the list shows it; an identity works too.
+    assert admin.ok(admin.post(f"{V1}/ca/{ta}/users", {"idNo": viewer2.access_key})) is None
+    users = admin.ok(admin.get(f"{V1}/ca/{ta}/users"))
+    assert [u["idNo"] for u in users] == [viewer2.access_key]
+    nobody = env.key("admin")
+    nobody.access_key, nobody.secret = "", ""
+
+    def allowed(r):
+        return r.status_code != 401
+
+    for method, path, body, need in routes(ta, serial):
+        assert allowed(admin.call(method, path, body)), (method, path)
+        rv = viewer.call(method, path, body)
+        if need == "READ":
+            assert allowed(rv), (method, path, rv.text)
+        else:
+            gateway(rv, "210")
+        rg = viewer2.call(method, path, body)
+        if need in ("READ", "OPERATE"):
+            assert allowed(rg), ("granted", method, path, rg.text)
+        else:
+            gateway(rg, "210")
+        gateway(nobody.call(method, path, body, sign=False), "200")
+        ro = other.call(method, path, body)
+        if path.startswith(f"{V1}/ca/"):
+            fails(ro, 404, "NOT_FOUND")
+    for method, path, body, need in routes(tb, serial):
+        rg = viewer2.call(method, path, body)
+        if need == "READ":
+            assert allowed(rg)
+        else:
+            gateway(rg, "210")
+    # The grant really lets viewer2 issue on its CA, and withdrawing it stops that.
+    d = viewer2.ok(viewer2.post(f"{V1}/ca/{ta}/cert/sign", {"csrPem": csr("g.example.com")[1]}))
+    assert viewer2.ok(viewer2.post(f"{V1}/ca/{ta}/cert/{d['serialNo']}/revoke")) is None
+    assert admin.ok(admin.delete(f"{V1}/ca/{ta}/users/{viewer2.access_key}")) is None
+    gateway(viewer2.post(f"{V1}/ca/{ta}/cert/sign", {"csrPem": csr("g2.example.com")[1]}), "210")
+    assert admin.ok(admin.get(f"{V1}/ca/{ta}/users")) == []
+
+
+def test_sighup_reloads_keys(env, admin):
+    config = env.config
+    old = config.read_text()
+    d = env.dir / "ncp"
+    (d / "late.access-key").write_text("LATEKEY0000000000001\n")
+    (d / "late.secret-key").write_text("late-secret\n")
+    os.chmod(d / "late.secret-key", 0o600)
+    late = env.key("late")
+    gateway(late.get(f"{V1}/ca"), "200")
+    config.write_text(old + '\n[[ncp_keys]]\naccess_key = "LATEKEY0000000000001"\n'
+                      'secret_file = "ncp/late.secret-key"\nappkey = "demo"\nrole = "VIEWER"\n'
+                      'identity = "ncp-late"\n')
+    os.kill(env.daemon.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while late.get(f"{V1}/ca").status_code != 200:
+        assert time.monotonic() < deadline, "SIGHUP did not load the new key"
+        time.sleep(0.2)
+    # A secret file others can read refuses the reload; the keys in force stay.
+    os.chmod(d / "late.secret-key", 0o644)
+    os.kill(env.daemon.pid, signal.SIGHUP)
+    time.sleep(1)
+    assert late.get(f"{V1}/ca").status_code == 200
+    assert "secret" not in Path(env.daemon.log).read_text().replace("secret_file", "").lower() \
+        or "late-secret" not in Path(env.daemon.log).read_text()
+    assert "late-secret" not in Path(env.daemon.log).read_text()
+    os.chmod(d / "late.secret-key", 0o600)
+    config.write_text(old)
+    os.kill(env.daemon.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while late.get(f"{V1}/ca").status_code != 401:
+        assert time.monotonic() < deadline, "SIGHUP did not drop the key"
+        time.sleep(0.2)
