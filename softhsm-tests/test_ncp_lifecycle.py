@@ -1,0 +1,122 @@
+"""NCP CA lifecycle on a daemon of its own with `[ncp] destroy_delay = "4s"`: memo and status
+changes, DEACTIVATED (no issuing; CRL and OCSP still served), DESTROYING with its deadline,
+cancelling it, destruction with the sub CAs and their HSM keys carried out by the scheduler even
+when pcad restarts during the delay, and Delete CA."""
+
+import time
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+import pcadtest
+from ncp_client import fails, start_env
+
+V1 = "/api/v1"
+DELAY = 4
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    e = start_env(tmp_path_factory.mktemp("ncp-life"), destroy_delay=f"{DELAY}s")
+    yield e
+    e.daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def admin(env):
+    return env.key("admin")
+
+
+def csr_pem(cn):
+    key = ec.generate_private_key(ec.SECP256R1())
+    b = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+    return b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
+def key_ids(env):
+    return {o.get("ID", "") for o in pcadtest.token_objects(env)}
+
+
+def tag(ca):
+    return ca["caInfo"]["caTag"]
+
+
+def test_memo_and_deactivation(env, admin):
+    ca = admin.create_ca("life-a")
+    t = tag(ca)
+    d = admin.ok(admin.put(f"{V1}/ca/{t}", {"memo": "new memo"}))
+    assert d["memo"] == "new memo" and d["caInfo"]["memo"] == "new memo"
+    leaf = admin.ok(admin.post(f"{V1}/ca/{t}/cert/sign", {"csrPem": csr_pem("a.example.com")}))
+    d = admin.ok(admin.put(f"{V1}/ca/{t}", {"status": "DEACTIVATED"}))
+    assert d["status"] == "DEACTIVATED" and d["statusUpdateDate"] >= ca["caInfo"]["statusUpdateDate"]
+    fails(admin.post(f"{V1}/ca/{t}/cert/sign", {"csrPem": csr_pem("b.example.com")}), 400,
+          "INVALID_CA_STATUS", "Invalid ca status")
+    fails(admin.post(f"{V1}/ca/{t}/cert", {"x509Parameters": {"commonName": "b"}}), 400,
+          "INVALID_CA_STATUS")
+    # Revocation and its publishing still work on a DEACTIVATED CA.
+    assert admin.ok(admin.post(f"{V1}/ca/{t}/cert/{leaf['serialNo']}/revoke")) is None
+    crl = x509.load_der_x509_crl(requests.get(f"{env.public_url}/ext/{t}/crl", timeout=10).content)
+    serial = int(leaf["serialNo"].replace(":", ""), 16)
+    assert crl.get_revoked_certificate_by_serial_number(serial) is not None
+    admin.ok(admin.put(f"{V1}/ca/{t}", {"status": "ACTIVE"}))
+    admin.ok(admin.post(f"{V1}/ca/{t}/cert/sign", {"csrPem": csr_pem("c.example.com")}))
+
+
+def test_destroying_cancel_and_delete(env, admin):
+    ca = admin.create_ca("life-b")
+    t = tag(ca)
+    fails(admin.delete(f"{V1}/ca/{t}"), 400, "INVALID_CA_STATUS")
+    before = time.time() * 1000
+    d = admin.ok(admin.put(f"{V1}/ca/{t}", {"status": "DESTROYING"}))
+    assert d["status"] == "DESTROYING"
+    assert before + DELAY * 1000 - 1000 <= d["destroyDate"] <= time.time() * 1000 + DELAY * 1000
+    fails(admin.post(f"{V1}/ca/{t}/cert/sign", {"csrPem": csr_pem("x.example.com")}), 400,
+          "INVALID_CA_STATUS")
+    # Cancelled: it outlives the delay.
+    d = admin.ok(admin.put(f"{V1}/ca/{t}", {"status": "ACTIVE"}))
+    assert d["status"] == "ACTIVE" and d["destroyDate"] is None
+    time.sleep(DELAY + 2)
+    assert admin.ok(admin.get(f"{V1}/ca/{t}"))["caInfo"]["status"] == "ACTIVE"
+    # Delete CA destroys at once once DESTROYING, key included.
+    keys = key_ids(env)
+    admin.ok(admin.put(f"{V1}/ca/{t}", {"status": "DESTROYING"}))
+    assert admin.ok(admin.delete(f"{V1}/ca/{t}")) is None
+    fails(admin.get(f"{V1}/ca/{t}"), 404, "NOT_FOUND")
+    assert len(keys - key_ids(env)) == 1
+    assert requests.get(f"{env.public_url}/ext/{t}/crl", timeout=10).status_code == 404
+
+
+def test_destroy_after_delay_across_restart_cascades(env, admin):
+    root = admin.create_ca("life-root")
+    sub = admin.create_ca("life-sub", key="RSA2048", period="365", ca_type="PRIVATE_SUB",
+                          issuer=tag(root))
+    keep = admin.create_ca("life-keep")
+    leaf = admin.ok(admin.post(f"{V1}/ca/{tag(sub)}/cert/sign", {"csrPem": csr_pem("s.example.com")}))
+    keys = key_ids(env)
+    v2 = env.v2("admin", "demo")
+    stores = pcadtest.ok(v2.get("", params={"page": 0, "size": 100}))["items"]
+    sid = [s for s in stores if s["name"] == "ncp-api-v1"][0]["caStoreId"]
+    certs_before = pcadtest.ok(v2.get(f"/{sid}/certs", params={"page": 0, "size": 1000}))["totalCount"]
+    admin.ok(admin.put(f"{V1}/ca/{tag(root)}", {"status": "DESTROYING"}))
+    # pcad restarts during the delay; the stored deadline is kept.
+    env.daemon.stop()
+    env.daemon.start()
+    assert admin.ok(admin.get(f"{V1}/ca/{tag(root)}"))["caInfo"]["status"] == "DESTROYING"
+    deadline = time.monotonic() + DELAY + 15
+    while admin.get(f"{V1}/ca/{tag(root)}").status_code != 404:
+        assert time.monotonic() < deadline, "not destroyed after the delay"
+        time.sleep(0.5)
+    fails(admin.get(f"{V1}/ca/{tag(sub)}"), 404, "NOT_FOUND")
+    fails(admin.get(f"{V1}/ca/{tag(sub)}/cert/{leaf['serialNo']}"), 404, "NOT_FOUND")
+    assert admin.ok(admin.get(f"{V1}/ca/{tag(keep)}"))["caInfo"]["status"] == "ACTIVE"
+    gone = keys - key_ids(env)
+    assert len(gone) == 2, gone  # the root's and the sub CA's keys
+    certs_after = pcadtest.ok(v2.get(f"/{sid}/certs", params={"page": 0, "size": 1000}))["totalCount"]
+    assert certs_after == certs_before - 3  # root, sub, leaf
+    # The survivor still issues.
+    admin.ok(admin.post(f"{V1}/ca/{tag(keep)}/cert/sign", {"csrPem": csr_pem("k.example.com")}))
