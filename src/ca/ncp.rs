@@ -185,16 +185,11 @@ impl Ca {
                 ))
             }
             (NcpCaType::Root, None) => None,
-            (NcpCaType::Sub, None) => {
-                return Err(err(
-                    "NOT_EXIST_ISSUER_CA",
-                    "issuerTag: is missing (a PRIVATE_SUB for external signing is not supported by this pcad)",
-                ))
-            }
+            (NcpCaType::Sub, None) => return self.ncp_create_pending(who, p),
             (NcpCaType::Sub, Some(tag)) => {
-                let parent = self.ncp_ca(&who.appkey, tag).map_err(|_| {
-                    err("NOT_EXIST_ISSUER_CA", "issuerTag: The CA doesn't exist.")
-                })?;
+                let parent = self
+                    .ncp_ca(&who.appkey, tag)
+                    .map_err(|_| err("NOT_EXIST_ISSUER_CA", "issuerTag: The CA doesn't exist."))?;
                 if parent.status != NcpStatus::ACTIVE {
                     return Err(err(
                         "INVALID_CA_STATUS",
@@ -259,6 +254,7 @@ impl Ca {
             crl_expiry_days: None,
             pending: None,
             grants: vec![],
+            external_chain: vec![],
         };
         self.db.put_ncp_ca(&rec)?;
         self.audit(
@@ -273,6 +269,227 @@ impl Ca {
             log::warn!("first CRL of NCP CA {} not signed yet: {e}", rec.ca_tag);
         }
         Ok(rec)
+    }
+
+    /// Create CA of a PRIVATE_SUB without an issuer: a key in the HSM and a CSR made with it;
+    /// the CA stays PENDING until Activate Sub CA brings the certificate signed elsewhere.
+    fn ncp_create_pending(&self, who: &Actor, p: NcpCaParams) -> Result<NcpCaRecord, CaError> {
+        let store = self.ncp_store(who)?;
+        if !self.hsm.is_up() {
+            return Err(CaError::HsmUnavailable("no key was generated".into()));
+        }
+        let tag = new_tag();
+        let label = format!("pcad/{}/{}/ncp-{tag}", who.appkey, store.id);
+        let key = self.hsm.generate_key(p.key, &label)?;
+        let result = (|| {
+            let alg = ncp_signature_algorithm(p.key);
+            let signer = self.hsm.signer(key.id.clone(), alg);
+            let der = crate::pki::subca::build_csr(&p.subject, &key.spki_der, &signer)?;
+            let t = now_ms();
+            let rec = NcpCaRecord {
+                ca_tag: tag.clone(),
+                appkey: who.appkey.clone(),
+                ca_id: self.db.ncp_next_ca_id()?,
+                store_id: store.id,
+                cert_id: None,
+                ca_type: NcpCaType::Sub.name().into(),
+                issuer_tag: None,
+                alias: p.alias.clone(),
+                memo: p.memo.clone(),
+                status: NcpStatus::PENDING.into(),
+                status_before_destroy: None,
+                status_updated_ms: t,
+                destroy_at_ms: None,
+                created_ms: t,
+                ocsp_url: None,
+                crl_expiry_days: None,
+                pending: Some(crate::store::NcpPending {
+                    key_id: key.id.to_hex(),
+                    key_algorithm: p.key,
+                    signature_algorithm: alg,
+                    csr_pem: crate::pki::pem::encode("CERTIFICATE REQUEST", &der),
+                }),
+                grants: vec![],
+                external_chain: vec![],
+            };
+            self.db.put_ncp_ca(&rec)?;
+            self.audit(who, "NCP_CA_CREATE", cert_target(&rec, None), "SUCCESS")?;
+            self.db.durable()?;
+            Ok(rec)
+        })();
+        if result.is_err() {
+            if let Err(e) = self.hsm.destroy_key(&key.id) {
+                log::error!("could not destroy orphan key {}: {e}", key.id.to_hex());
+            }
+        }
+        result
+    }
+
+    /// Get Sub CSR: the CSR of a PENDING sub CA.
+    pub fn ncp_sub_csr(&self, ca: &NcpCaRecord) -> Result<String, CaError> {
+        ca.pending
+            .as_ref()
+            .map(|p| p.csr_pem.clone())
+            .ok_or_else(|| {
+                err(
+                    "INVALID_CA_STATUS",
+                    "Invalid ca status. (only a PENDING sub CA for external signing has a CSR)",
+                )
+            })
+    }
+
+    /// Sign Sub Csr: an INTERMEDIATE certificate of CA `tag` for a key held elsewhere.
+    pub fn ncp_sign_sub_csr(
+        &self,
+        who: &Actor,
+        tag: &str,
+        csr: crate::pki::csr::Csr,
+        period_days: u32,
+    ) -> Result<(NcpCaRecord, CertRecord), CaError> {
+        let ca = self.ncp_ca(&who.appkey, tag)?;
+        if ca.status != NcpStatus::ACTIVE {
+            return Err(err("INVALID_CA_STATUS", "Invalid ca status."));
+        }
+        let parent = self.ncp_cert(&ca)?;
+        if now() + i64::from(period_days) * 86_400 > parent.not_after {
+            return Err(err(
+                "INVALID_INPUT_PERIOD",
+                "period: The CA validity period can't be exceeded.",
+            ));
+        }
+        if csr.subject.common_name.is_none() {
+            return Err(err(
+                "EMPTY_COMMON_NAME",
+                "common name is missing. (in the CSR)",
+            ));
+        }
+        let store = self.store(&ca.appkey, ca.store_id)?;
+        let params = IssuerParams {
+            cert_type: CertType::Intermediate,
+            parent_cert_id: Some(parent.id),
+            name: csr.subject.common_name.clone().unwrap_or_default(),
+            description: Some(format!("signed for an external key by NCP CA {tag}")),
+            subject: csr.subject.clone(),
+            validity: Validity::Ttl(u64::from(period_days) * 86_400),
+            back_date: 0,
+            max_depth: -1,
+            key: csr.key_algorithm,
+            signature_algorithm: ncp_signature_algorithm(csr.key_algorithm),
+            exclude_cn_from_sans: true,
+            sans: Sans::default(),
+        };
+        let cert = self.sign_external_issuer(who, &store, &parent, &params, &csr.spki_der)?;
+        Ok((ca, cert))
+    }
+
+    /// Activate Sub CA: takes the certificate an outside CA signed for a PENDING sub CA and
+    /// that CA's chain (its issuer first, up to the root); checks the key and the chain, then
+    /// records it as an issuer whose key is the pending HSM key.
+    pub fn ncp_activate(
+        &self,
+        who: &Actor,
+        tag: &str,
+        cert_der: Vec<u8>,
+        chain: Vec<Vec<u8>>,
+    ) -> Result<NcpCaRecord, CaError> {
+        use crate::pki::subca::{check_activation, ActivationError};
+        let mut ca = self.ncp_ca(&who.appkey, tag)?;
+        let pending = match (&ca.pending, ca.status.as_str()) {
+            (Some(p), NcpStatus::PENDING) => p.clone(),
+            _ => return Err(err("INVALID_CA_STATUS", "Invalid ca status. (not PENDING)")),
+        };
+        let csr = crate::pki::csr::parse(&pending.csr_pem)?;
+        check_activation(&cert_der, &csr.spki_der, &chain).map_err(|e| match e {
+            ActivationError::Cert(m) => err(
+                "INVALID_INPUT_CERT",
+                &format!("certPem: Invalid certificate value. ({m})"),
+            ),
+            ActivationError::Chain(m) => err(
+                "INVALID_INPUT_CA_CHAIN",
+                &format!(
+                    "caChainPem: Certificate validation failed: The CA chain is invalid. ({m})"
+                ),
+            ),
+        })?;
+        let info = crate::pki::cert::parse_info(&cert_der)?;
+        if info.not_after <= now() {
+            return Err(err("INVALID_INPUT_CERT", "certPem: Expired cert."));
+        }
+        let store = self.store(&ca.appkey, ca.store_id)?;
+        let id = self.db.next_id()?;
+        let serial: Vec<u8> = (0..info.serial_hex.len())
+            .step_by(2)
+            .filter_map(|i| u8::from_str_radix(info.serial_hex.get(i..i + 2)?, 16).ok())
+            .collect();
+        let sig_alg = signature_algorithm_of(&cert_der).unwrap_or(pending.signature_algorithm);
+        let rec = CertRecord {
+            id,
+            appkey: ca.appkey.clone(),
+            store_id: store.id,
+            name: ca.alias.clone(),
+            description: ca.memo.clone(),
+            cert_type: CertType::Intermediate,
+            parent_cert_id: None,
+            template_id: None,
+            serial: serial.clone(),
+            der: cert_der,
+            common_name: info.common_name,
+            subject: info.subject,
+            issuer: info.issuer,
+            not_before: info.not_before,
+            not_after: info.not_after,
+            key_algorithm: pending.key_algorithm,
+            signature_algorithm: sig_alg,
+            issuer_key: Some(crate::store::IssuerKey {
+                key_id: pending.key_id.clone(),
+                key_algorithm: pending.key_algorithm,
+                signature_algorithm: pending.signature_algorithm,
+                max_depth: -1,
+            }),
+            sans: info.sans,
+            crl_url: None,
+            ocsp_url: None,
+            revocation: None,
+            created_at: now(),
+        };
+        let serial_rec = crate::store::SerialRecord {
+            store_id: store.id,
+            issuer_id: id,
+            serial,
+            cert_id: Some(id),
+            not_after: rec.not_after,
+            revocation: None,
+        };
+        self.db.insert_cert(Some(&rec), &serial_rec)?;
+        ca.cert_id = Some(id);
+        ca.pending = None;
+        ca.status = NcpStatus::ACTIVE.into();
+        ca.status_updated_ms = now_ms();
+        ca.external_chain = chain.iter().map(|d| crate::pki::cert::to_pem(d)).collect();
+        self.db.put_ncp_ca(&ca)?;
+        self.audit(
+            who,
+            "NCP_CA_ACTIVATE",
+            cert_target(&ca, Some(id)),
+            "SUCCESS",
+        )?;
+        self.db.durable()?;
+        self.publisher.issued(&store, &serial_rec, Some(&rec));
+        Ok(ca)
+    }
+
+    /// The DER certificates above `cert` (its issuer first, up to the root), including those
+    /// of the outside CA that signed an activated sub CA.
+    pub fn ncp_chain_above(&self, cert: &CertRecord) -> Result<Vec<Vec<u8>>, CaError> {
+        let chain = self.chain(cert)?;
+        let top = chain.last().unwrap_or(cert);
+        let mut out: Vec<Vec<u8>> = chain.iter().map(|c| c.der.clone()).collect();
+        if let Some(ca) = self.db.ncp_ca_by_cert(top.id)? {
+            for pem in &ca.external_chain {
+                out.push(crate::pki::cert::from_pem(pem)?);
+            }
+        }
+        Ok(out)
     }
 
     /// Issue End Cert / Sign End Csr: a leaf of an ACTIVE CA. `key` is the key made for a
@@ -394,8 +611,11 @@ impl Ca {
         if let Some(s) = status {
             if s != ca.status {
                 match (ca.status.as_str(), s) {
-                    (NcpStatus::PENDING, _) => {
-                        return Err(err("INVALID_CA_STATUS", "status: Invalid ca status."))
+                    (NcpStatus::PENDING, NcpStatus::ACTIVE | NcpStatus::DEACTIVATED) => {
+                        return Err(err(
+                            "INVALID_CA_STATUS",
+                            "status: Invalid ca status. (a PENDING CA becomes ACTIVE through Activate Sub CA)",
+                        ))
                     }
                     (_, NcpStatus::DESTROYING) => {
                         ca.status_before_destroy = Some(ca.status.clone());
@@ -408,7 +628,12 @@ impl Ca {
                     }
                     _ => return Err(err("INVALID_INPUT_STATUS", "status: Invalid status value.")),
                 }
-                ca.status = s.to_owned();
+                ca.status = if ca.cert_id.is_none() && s != NcpStatus::DESTROYING {
+                    // A cancelled destruction of a CA never activated: still waiting.
+                    NcpStatus::PENDING.to_owned()
+                } else {
+                    s.to_owned()
+                };
                 ca.status_updated_ms = now_ms();
             }
         }
@@ -709,4 +934,11 @@ pub fn start_destroy_scheduler(ca: Ca) {
     if let Err(e) = spawned {
         log::error!("could not start the NCP destroy scheduler: {e}");
     }
+}
+
+/// The signature algorithm a certificate was signed with, if pcad knows it.
+fn signature_algorithm_of(der: &[u8]) -> Option<SignatureAlgorithm> {
+    use der::Decode;
+    let c = x509_cert::Certificate::from_der(der).ok()?;
+    SignatureAlgorithm::from_oid(&c.signature_algorithm().oid)
 }

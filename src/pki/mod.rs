@@ -12,6 +12,7 @@ pub mod name;
 pub mod ocsp;
 pub mod pem;
 pub mod signer;
+pub mod subca;
 
 pub use alg::{HashAlg, KeyAlgorithm, KeyFamily, SignatureAlgorithm};
 pub use signer::{SignError, Signer};

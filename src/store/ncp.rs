@@ -41,6 +41,9 @@ pub struct NcpCaRecord {
     /// Identities (access keys or config identities) granted this CA.
     #[serde(default)]
     pub grants: Vec<String>,
+    /// PEM certificates above a sub CA signed elsewhere (its issuer first, up to the root).
+    #[serde(default)]
+    pub external_chain: Vec<String>,
 }
 
 /// The key and CSR of a PENDING sub CA.
@@ -201,6 +204,7 @@ mod tests {
             crl_expiry_days: Some(5),
             pending: None,
             grants: vec![],
+            external_chain: vec![],
         }
     }
 

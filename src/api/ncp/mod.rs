@@ -236,12 +236,8 @@ async fn ca_route(
         }
         (&Method::GET, ["chain"]) => {
             let pem = blocking(api, move |c| {
-                let cert = c.ncp_cert(&ca)?;
-                let chain = c.chain(&cert)?;
-                Ok(std::iter::once(&cert)
-                    .chain(chain.iter())
-                    .map(|x| cert::to_pem(&x.der))
-                    .collect::<String>())
+                let chain = chain_of(c, &c.ncp_cert(&ca)?)?;
+                Ok(chain.iter().map(|d| cert::to_pem(d)).collect::<String>())
             })
             .await?;
             Ok(success(json!(pem)))
@@ -328,7 +324,7 @@ async fn ca_route(
             let serial = body::serial(serial)?;
             let v = blocking(api, move |c| {
                 let leaf = c.ncp_end_cert(&ca, &serial)?;
-                let chain = c.chain(&leaf)?;
+                let chain = c.ncp_chain_above(&leaf)?;
                 Ok(views::end_cert(&leaf, &chain, leaf.ocsp_url.as_deref()))
             })
             .await?;
@@ -366,14 +362,86 @@ async fn ca_route(
             blocking(api, move |c| c.ncp_grant(&actor, &tag, &id, false)).await?;
             Ok(success(Value::Null))
         }
-        (&Method::GET, ["sub", "csr"])
-        | (&Method::POST, ["sub", "sign"])
-        | (&Method::POST, ["activate"]) => Err(NcpError::bad(
-            "INVALID_CA_STATUS",
-            "Invalid ca status. (this CA is not a PENDING sub CA for external signing)",
-        )),
+        (&Method::GET, ["sub", "csr"]) => {
+            let pem = blocking(api, move |c| c.ncp_sub_csr(&ca)).await?;
+            Ok(success(json!({ "csrPem": pem })))
+        }
+        (&Method::POST, ["sub", "sign"]) => {
+            let o = body::object(body, false)?;
+            let period = body::period(
+                &body::string(&o, &["period"])?
+                    .ok_or_else(|| NcpError::bad("INVALID_INPUT_PERIOD", "period is missing."))?,
+            )?
+            .ok_or_else(|| {
+                NcpError::bad(
+                    "INVALID_INPUT_PERIOD",
+                    "period: Invalid period value. (days 1 to 3650)",
+                )
+            })?;
+            let csr_pem = body::string(&o, &["csrPem"])?
+                .ok_or_else(|| NcpError::bad("EMPTY_CSR", "csr is missing."))?;
+            let csr = crate::pki::csr::parse(&csr_pem)
+                .map_err(|e| NcpError::bad("INVALID_INPUT", format!("Invalid csr. ({e})")))?;
+            let v = blocking(api, move |c| {
+                let (ca, cert) = c.ncp_sign_sub_csr(&actor, &tag, csr, period)?;
+                let chain = chain_of(c, &c.ncp_cert(&ca)?)?;
+                Ok(json!({
+                    "certificate": cert::to_pem(&cert.der),
+                    "caChain": chain.iter().map(|d| cert::to_pem(d)).collect::<Vec<_>>(),
+                    "ocspResponder": cert.ocsp_url.clone().unwrap_or_default(),
+                    "issuer": chain.first().map(|d| cert::to_pem(d)).unwrap_or_default(),
+                    "serialNo": body::serial_text(&cert.serial),
+                }))
+            })
+            .await?;
+            Ok(success(v))
+        }
+        (&Method::POST, ["activate"]) => {
+            let o = body::object(body, false)?;
+            let cert_pem = body::string(&o, &["certPem"])?
+                .ok_or_else(|| NcpError::bad("EMPTY_CERT", "cert is missing."))?;
+            let chain_pem = body::string(&o, &["caChainPem", "caChain"])?
+                .ok_or_else(|| NcpError::bad("INVALID_INPUT_CA_CHAIN", "chain is missing."))?;
+            let cert_der = cert::from_pem(&cert_pem).map_err(|_| {
+                NcpError::bad("INVALID_INPUT_CERT", "certPem: Invalid certificate value.")
+            })?;
+            let chain = pem_certs(&chain_pem).ok_or_else(|| {
+                NcpError::bad(
+                    "INVALID_INPUT_CA_CHAIN",
+                    "caChainPem: Certificate validation failed: The CA chain is invalid. (not PEM certificates)",
+                )
+            })?;
+            let v = blocking(api, move |c| {
+                let ca = c.ncp_activate(&actor, &tag, cert_der, chain)?;
+                ca_view(c, &ca)
+            })
+            .await?;
+            Ok(success(v))
+        }
         _ => Err(NcpError::no_route()),
     }
+}
+
+/// `first` and every certificate above it (DER), outside issuers of an activated sub CA
+/// included: NCP's `caChain`.
+fn chain_of(c: &Ca, first: &crate::store::CertRecord) -> Result<Vec<Vec<u8>>, CaError> {
+    let mut v = vec![first.der.clone()];
+    v.extend(c.ncp_chain_above(first)?);
+    Ok(v)
+}
+
+/// Every `CERTIFICATE` block of a PEM text; `None` when there is none or one is bad.
+fn pem_certs(text: &str) -> Option<Vec<Vec<u8>>> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(BEGIN) {
+        let end = rest[start..].find(END)? + start + END.len();
+        out.push(cert::from_pem(&rest[start..end]).ok()?);
+        rest = &rest[end..];
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// `{caInfo, caCertInfo}` of a CA.
@@ -381,7 +449,7 @@ fn ca_view(c: &Ca, ca: &NcpCaRecord) -> Result<Value, CaError> {
     let (cert, chain, count) = match ca.cert_id {
         Some(_) => {
             let cert = c.ncp_cert(ca)?;
-            let chain = c.chain(&cert)?;
+            let chain = c.ncp_chain_above(&cert)?;
             let count = c.ncp_end_certs(ca)?.len();
             (Some(cert), chain, count)
         }
@@ -488,6 +556,7 @@ async fn issue_end_cert(
     let tag = tag.to_owned();
     let v = blocking(api, move |c| {
         let leaf = c.ncp_issue(&actor, &tag, LeafMode::Generate, key, subject, sans, period)?;
+        let chain = chain_of(c, &leaf.issued.chain[0])?;
         let private_key = match &leaf.issued.key {
             Some(k) => k.0.pkcs8_pem()?,
             None => String::new(),
@@ -495,9 +564,9 @@ async fn issue_end_cert(
         Ok(json!({
             "privateKey": private_key,
             "certificate": cert::to_pem(&leaf.issued.der),
-            "caChain": leaf.issued.chain.iter().map(|x| cert::to_pem(&x.der)).collect::<String>(),
+            "caChain": chain.iter().map(|d| cert::to_pem(d)).collect::<String>(),
             "ocspResponder": leaf.ca.ocsp_url.clone().unwrap_or_default(),
-            "issuer": leaf.issued.chain.first().map(|x| cert::to_pem(&x.der)).unwrap_or_default(),
+            "issuer": chain.first().map(|d| cert::to_pem(d)).unwrap_or_default(),
             "serialNo": body::serial_text(&leaf.issued.serial),
         }))
     })
@@ -539,11 +608,12 @@ async fn sign_end_csr(
             Default::default(),
             period,
         )?;
+        let chain = chain_of(c, &leaf.issued.chain[0])?;
         Ok(json!({
             "certificate": cert::to_pem(&leaf.issued.der),
-            "caChain": leaf.issued.chain.iter().map(|x| cert::to_pem(&x.der)).collect::<Vec<_>>(),
+            "caChain": chain.iter().map(|d| cert::to_pem(d)).collect::<Vec<_>>(),
             "ocspResponder": leaf.ca.ocsp_url.clone().unwrap_or_default(),
-            "issuer": leaf.issued.chain.first().map(|x| cert::to_pem(&x.der)).unwrap_or_default(),
+            "issuer": chain.first().map(|d| cert::to_pem(d)).unwrap_or_default(),
             "serialNo": body::serial_text(&leaf.issued.serial),
         }))
     })

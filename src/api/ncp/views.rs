@@ -66,13 +66,13 @@ pub fn ca_info(ca: &NcpCaRecord, base_url: &str, signing_count: usize) -> Value 
 }
 
 /// `caCertInfo` (null while PENDING).
-pub fn ca_cert_info(cert: Option<&CertRecord>, chain: &[CertRecord]) -> Value {
+pub fn ca_cert_info(cert: Option<&CertRecord>, chain: &[Vec<u8>]) -> Value {
     let Some(c) = cert else {
         return Value::Null;
     };
-    let chain_pem: String = std::iter::once(c)
+    let chain_pem: String = std::iter::once(&c.der)
         .chain(chain.iter())
-        .map(|x| cert::to_pem(&x.der))
+        .map(|d| cert::to_pem(d))
         .collect();
     json!({
         "caCertId": c.id,
@@ -94,7 +94,7 @@ pub fn ca_cert_info(cert: Option<&CertRecord>, chain: &[CertRecord]) -> Value {
 }
 
 /// Get End Cert's `data`.
-pub fn end_cert(c: &CertRecord, chain: &[CertRecord], ocsp: Option<&str>) -> Value {
+pub fn end_cert(c: &CertRecord, chain: &[Vec<u8>], ocsp: Option<&str>) -> Value {
     json!({
         "commonName": c.common_name.clone().unwrap_or_default(),
         "notAfterDate": c.not_after * 1000,
@@ -102,7 +102,7 @@ pub fn end_cert(c: &CertRecord, chain: &[CertRecord], ocsp: Option<&str>) -> Val
         "publicKeyAlgorithm": key_algorithm_name(c),
         "signatureAlgorithm": c.signature_algorithm.api_name(),
         "certPem": cert::to_pem(&c.der),
-        "caChain": chain.iter().map(|x| cert::to_pem(&x.der)).collect::<String>(),
+        "caChain": chain.iter().map(|d| cert::to_pem(d)).collect::<String>(),
         "ocspResponder": ocsp.unwrap_or(""),
         "serialNo": serial_text(&c.serial),
         "status": if c.revocation.is_some() { "REVOKED" } else if c.not_after * 1000 <= crate::ca::ncp_now_ms() { "EXPIRED" } else { "VALID" },
