@@ -296,13 +296,15 @@ impl Config {
             .parent()
             .map(Path::to_owned)
             .unwrap_or_else(|| PathBuf::from("."));
-        Config::parse(&text, &base).map_err(|e| match e {
+        let mut config = Config::parse(&text, &base).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_owned(),
                 message,
             },
             other => other,
-        })
+        })?;
+        config.load_ncp_secrets()?;
+        Ok(config)
     }
 
     /// Parses config text whose relative paths are relative to `base_dir`.
@@ -313,7 +315,6 @@ impl Config {
         })?;
         config.base_dir = base_dir.to_owned();
         config.validate()?;
-        config.load_ncp_secrets()?;
         Ok(config)
     }
 
@@ -332,6 +333,12 @@ impl Config {
                 "public.base_url must start with http:// or https:// and not end with /".into(),
             ));
         }
+        if parse_duration(&self.ncp.destroy_delay).is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "ncp.destroy_delay: {:?} is not a duration like 72h, 30m, 10s or 3d",
+                self.ncp.destroy_delay
+            )));
+        }
         for t in &self.tokens {
             if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(ConfigError::Invalid(format!(
@@ -345,13 +352,7 @@ impl Config {
 
     /// Reads the secret of every `[[ncp_keys]]` entry: the file (0600/0640), else the systemd
     /// credential of that name.
-    fn load_ncp_secrets(&mut self) -> Result<(), ConfigError> {
-        if parse_duration(&self.ncp.destroy_delay).is_none() {
-            return Err(ConfigError::Invalid(format!(
-                "ncp.destroy_delay: {:?} is not a duration like 72h, 30m, 10s or 3d",
-                self.ncp.destroy_delay
-            )));
-        }
+    pub fn load_ncp_secrets(&mut self) -> Result<(), ConfigError> {
         let mut secrets = BTreeMap::new();
         for k in &self.ncp_keys {
             if k.access_key.is_empty() || secrets.contains_key(&k.access_key) {

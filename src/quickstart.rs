@@ -510,6 +510,20 @@ mod tests {
         // The config loads, names the token, and its PIN source works.
         let config = Config::load(&dir.join("pcad.toml")).unwrap();
         assert_eq!(config.hsm.token_label, "pcad");
+        // The NAVER Cloud edition's demo keys: named by the config, secrets private.
+        assert_eq!(config.ncp_keys.len(), 2);
+        for (name, role) in [("admin", Role::Admin), ("viewer", Role::Viewer)] {
+            let k = config
+                .ncp_keys
+                .iter()
+                .find(|k| k.identity == format!("ncp-{name}"))
+                .unwrap();
+            assert_eq!((k.appkey.as_str(), k.role), ("demo", role));
+            let access = fs::read_to_string(dir.join(format!("ncp/{name}.access-key"))).unwrap();
+            assert_eq!(access.trim(), k.access_key);
+            assert_eq!(mode(&dir.join(format!("ncp/{name}.secret-key"))), 0o600);
+            assert!(config.ncp_secrets.contains_key(&k.access_key));
+        }
         assert_eq!(config.hsm.module, Path::new(SOFTHSM));
         assert_eq!(
             config.hsm.env.get("SOFTHSM2_CONF").map(String::as_str),
@@ -748,6 +762,8 @@ mod tests {
         assert_eq!(config.hsm.sessions, 8);
         assert_eq!(config.tokens.len(), 1);
         assert_eq!(config.access.len(), 3);
+        assert_eq!(config.ncp_keys.len(), 1);
+        assert_eq!(config.ncp_destroy_delay(), 72 * 3600);
     }
 
     fn is_key_line(line: &str) -> bool {

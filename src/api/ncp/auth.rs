@@ -119,7 +119,9 @@ appkey = "demo"
 role = "VIEWER"
 identity = "viewer1"
 "#;
-        Config::parse(text, dir).unwrap()
+        let mut c = Config::parse(text, dir).unwrap();
+        c.load_ncp_secrets().unwrap();
+        c
     }
 
     fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
