@@ -519,3 +519,28 @@ def test_sighup_reloads_keys(env, admin):
     while late.get(f"{V1}/ca").status_code != 401:
         assert time.monotonic() < deadline, "SIGHUP did not drop the key"
         time.sleep(0.2)
+
+
+def test_client_certificate_with_a_role_is_accepted(env, admin, root):
+    """A /v2.0-style caller (client certificate) works on /api/v1 for the appkey it names."""
+    t = tag(root)
+
+    def call(method, path, identity, appkey="demo", body=None):
+        hdrs = {"x-pcad-appkey": appkey} if appkey else {}
+        r = requests.request(method, env.api_url + path, json=body, headers=hdrs,
+                             cert=env.client_cert(identity) if identity else None,
+                             verify=env.ca_pem, timeout=60)
+        r.body = r.json()
+        return r
+
+    d = call("GET", f"{V1}/ca/{t}", "admin")
+    assert d.status_code == 200 and d.body["data"]["caInfo"]["caTag"] == t
+    signed = call("POST", f"{V1}/ca/{t}/cert/sign", "admin", body={"csrPem": csr("cc.example.com")[1]})
+    assert signed.status_code == 200, signed.text
+    assert call("GET", f"{V1}/ca/{t}", "viewer").status_code == 200
+    gateway(call("POST", f"{V1}/ca/{t}/cert/sign", "viewer", body={"csrPem": csr("v.example.com")[1]}),
+            "210")
+    gateway(call("GET", f"{V1}/ca/{t}", "admin", appkey=None), "200")
+    gateway(call("GET", f"{V1}/ca/{t}", None), "200")
+    # Tenancy holds here too.
+    fails(call("GET", f"{V1}/ca/{t}", "admin", appkey="tenant-x"), 404, "NOT_FOUND")

@@ -14,7 +14,7 @@ mod revocation;
 pub mod route;
 mod views;
 
-pub use auth::{Authed, Peer};
+pub use auth::{authenticate as auth_v2, Authed, Peer};
 pub use error::ApiError;
 
 use std::sync::{Arc, RwLock};
@@ -84,7 +84,7 @@ impl Api {
     ) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
         if ncp::owns(parts.uri.path()) {
-            return ncp::handle(self, parts, body, listener).await;
+            return ncp::handle(self, parts, body, &peer, listener).await;
         }
         let body = match self.ocsp_fast(&parts, body).await {
             Ok(response) => return response,

@@ -83,6 +83,29 @@ pub fn authenticate(
     })
 }
 
+/// A `/v2.0`-style caller on `/api/v1`: a client certificate or bearer token with a role for
+/// the appkey named by the `x-pcad-appkey` header. 401 "Authentication Failed" without
+/// credentials or that header; 401 "Permission Denied" without a role for that appkey.
+pub fn authenticate_v2(
+    config: &Config,
+    headers: &HeaderMap,
+    peer: &crate::api::Peer,
+) -> Result<NcpCaller, NcpError> {
+    let appkey = header(headers, "x-pcad-appkey")
+        .filter(|a| !a.is_empty())
+        .ok_or_else(NcpError::auth_failed)?;
+    match crate::api::auth_v2(config, headers, peer, appkey) {
+        Ok(a) => Ok(NcpCaller {
+            access_key: a.identity.clone(),
+            identity: a.identity,
+            appkey: a.appkey,
+            role: a.role,
+        }),
+        Err(e) if e.status == hyper::StatusCode::FORBIDDEN => Err(NcpError::permission_denied()),
+        Err(_) => Err(NcpError::auth_failed()),
+    }
+}
+
 /// The signature a client sends (tests, the README example).
 pub fn sign(secret: &str, method: &str, target: &str, ts: &str, access_key: &str) -> String {
     let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());

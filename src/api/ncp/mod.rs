@@ -42,6 +42,7 @@ pub async fn handle(
     api: &Api,
     parts: hyper::http::request::Parts,
     body: Incoming,
+    peer: &super::Peer,
     listener: Listener,
 ) -> Response<Full<Bytes>> {
     let path = parts.uri.path().to_owned();
@@ -50,7 +51,7 @@ pub async fn handle(
     } else if listener == Listener::Public {
         Err(NcpError::no_route())
     } else {
-        v1(api, &parts, body, &path).await
+        v1(api, &parts, body, peer, &path).await
     };
     let response = match result {
         Ok(r) => r,
@@ -105,6 +106,7 @@ async fn v1(
     api: &Api,
     parts: &hyper::http::request::Parts,
     body: Incoming,
+    peer: &super::Peer,
     path: &str,
 ) -> Result<Response<Full<Bytes>>, NcpError> {
     let config = api
@@ -118,13 +120,17 @@ async fn v1(
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or(path);
-    let who = auth::authenticate(
-        &config,
-        &parts.method,
-        target,
-        &parts.headers,
-        crate::ca::ncp_now_ms(),
-    )?;
+    let who = if parts.headers.contains_key("x-ncp-iam-access-key") {
+        auth::authenticate(
+            &config,
+            &parts.method,
+            target,
+            &parts.headers,
+            crate::ca::ncp_now_ms(),
+        )?
+    } else {
+        auth::authenticate_v2(&config, &parts.headers, peer)?
+    };
     let body = super::read_body(body, &parts.headers).await.map_err(|e| {
         if e.status == StatusCode::PAYLOAD_TOO_LARGE {
             NcpError::Gateway {
