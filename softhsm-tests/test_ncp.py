@@ -544,3 +544,19 @@ def test_client_certificate_with_a_role_is_accepted(env, admin, root):
     gateway(call("GET", f"{V1}/ca/{t}", None), "200")
     # Tenancy holds here too.
     fails(call("GET", f"{V1}/ca/{t}", "admin", appkey="tenant-x"), 404, "NOT_FOUND")
+
+
+def test_sub_ca_revoked_through_v2_stops_issuing(env, admin, root):
+    sub = admin.create_ca("sub-revoked", period="100", ca_type="PRIVATE_SUB", issuer=tag(root))
+    admin.ok(admin.post(f"{V1}/ca/{tag(sub)}/cert/sign", {"csrPem": csr("before.example.com")[1]}))
+    v2 = env.v2("admin", "demo")
+    stores = pcadtest.ok(v2.get("", params={"page": 0, "size": 100}))["items"]
+    sid = [s for s in stores if s["name"] == "ncp-api-v1"][0]["caStoreId"]
+    cert_id = sub["caCertInfo"]["caCertId"]
+    pcadtest.ok(v2.post(f"/{sid}/certs/{cert_id}/revoke", {"reason": "CA_COMPROMISE"}))
+    fails(admin.post(f"{V1}/ca/{tag(sub)}/cert/sign", {"csrPem": csr("after.example.com")[1]}), 400,
+          None, "revoked")
+    crl = x509.load_der_x509_crl(
+        requests.get(f"{env.public_url}/ext/{tag(root)}/crl", timeout=10).content)
+    serial = int(sub["caCertInfo"]["serialNo"].replace(":", ""), 16)
+    assert crl.get_revoked_certificate_by_serial_number(serial) is not None

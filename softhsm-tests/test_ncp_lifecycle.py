@@ -218,3 +218,17 @@ def test_sign_sub_csr_for_an_outside_key(env, admin, tmp_path):
     assert [c.strip() for c in d["caChain"]] == [root["caCertInfo"]["certPem"].strip()]
     pcadtest.openssl_verify(d["certificate"], root["caCertInfo"]["certPem"])
     assert pcadtest.pkilint_findings(d["certificate"]) == []
+
+
+def test_deleting_the_v2_store_removes_its_ncp_cas(env, admin):
+    """Runs last: deleting the `ncp-api-v1` store through /v2.0 deletes the NCP CAs in it."""
+    ca = admin.create_ca("life-last")
+    v2 = env.v2("admin", "demo")
+    stores = pcadtest.ok(v2.get("", params={"page": 0, "size": 100}))["items"]
+    sid = [s for s in stores if s["name"] == "ncp-api-v1"][0]["caStoreId"]
+    pcadtest.ok(v2.delete(f"/{sid}"))
+    fails(admin.get(f"{V1}/ca/{tag(ca)}"), 404, "NOT_FOUND")
+    assert admin.ok(admin.get(f"{V1}/ca"))["totalCnt"] == 0
+    # The next Create CA makes the store again; the alias is free again.
+    again = admin.create_ca("life-last")
+    assert admin.ok(admin.get(f"{V1}/ca/{tag(again)}"))["caInfo"]["status"] == "ACTIVE"

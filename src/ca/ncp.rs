@@ -133,14 +133,32 @@ impl Ca {
     /// The NCP CA `tag` of `appkey`; another appkey's CA does not exist.
     pub fn ncp_ca(&self, appkey: &str, tag: &str) -> Result<NcpCaRecord, CaError> {
         match self.db.ncp_ca(tag)? {
-            Some(c) if c.appkey == appkey => Ok(c),
+            Some(c) if c.appkey == appkey && self.ncp_live(&c)? => Ok(c),
             _ => Err(not_found()),
         }
     }
 
     /// The NCP CAs of an appkey, oldest first.
     pub fn ncp_cas(&self, appkey: &str) -> Result<Vec<NcpCaRecord>, CaError> {
-        Ok(self.db.ncp_cas_of(appkey)?)
+        let mut out = Vec::new();
+        for c in self.db.ncp_cas_of(appkey)? {
+            if self.ncp_live(&c)? {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a CA's store and certificate still exist (deleting the `ncp-api-v1` store
+    /// through `/v2.0` takes its CAs with it).
+    fn ncp_live(&self, c: &NcpCaRecord) -> Result<bool, CaError> {
+        if self.db.store(&c.appkey, c.store_id)?.is_none() {
+            return Ok(false);
+        }
+        Ok(match c.cert_id {
+            Some(id) => self.db.cert(&c.appkey, c.store_id, id)?.is_some(),
+            None => true,
+        })
     }
 
     /// The issuer certificate of an NCP CA (`INVALID_CA_STATUS` while PENDING).
@@ -167,8 +185,7 @@ impl Ca {
     /// key is made; a failure after it destroys the key (`create_issuer`).
     pub fn ncp_create_ca(&self, who: &Actor, p: NcpCaParams) -> Result<NcpCaRecord, CaError> {
         if self
-            .db
-            .ncp_cas_of(&who.appkey)?
+            .ncp_cas(&who.appkey)?
             .iter()
             .any(|c| c.alias == p.alias)
         {
@@ -510,6 +527,8 @@ impl Ca {
             return Err(err("INVALID_CA_STATUS", "Invalid ca status."));
         }
         let issuer = self.ncp_cert(&ca)?;
+        // Revoked (also through /v2.0) or expired: no more certificates.
+        self.check_issuer_usable(&issuer, "caTag")?;
         if let Some(days) = period_days {
             if now() + i64::from(days) * 86_400 > issuer.not_after {
                 return Err(err(
