@@ -22,6 +22,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 import pcadtest
+import revocation_helpers
 from ncp_client import fails, gateway, signature, start_env
 
 V1 = "/api/v1"
@@ -196,8 +197,16 @@ def test_issue_end_cert_and_get(env, admin, root):
     assert admin.ok(admin.get(f"{V1}/ca/{t}/cert/{serial.lower()}"))["serialNo"] == serial
     lst = admin.ok(admin.get(f"{V1}/ca/{t}/cert"))
     assert serial in lst["listCerts"] and lst["totalCnt"] == len(lst["listCerts"])
-    # The key is never stored: it is nowhere in the v2.0 record either.
     fails(admin.get(f"{V1}/ca/{t}/cert/01:02:03"), 404, "NOT_FOUND")
+    # The key is never stored: neither its DER nor its PEM body is in the database files.
+    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    body = "".join(d["privateKey"].strip().splitlines()[1:-1])
+    for f in (env.dir / "data").rglob("*"):
+        if f.is_file():
+            blob = f.read_bytes()
+            assert der[-40:] not in blob and body[-40:].encode() not in blob, f"key found in {f}"
+    assert "privateKey" not in admin.get(f"{V1}/ca/{t}/cert/{serial}").text
 
 
 def test_ocsp_and_crl_follow_revocation(env, admin, root):
@@ -265,6 +274,11 @@ def test_crl_config_rotate_trim(env, admin, root):
         f.write(requests.get(f"{env.public_url}/ext/{t}/crl", timeout=10).content)
         f.flush()
         pcadtest.run(["openssl", "crl", "-inform", "DER", "-in", f.name, "-noout", "-text"])
+    # pkilint (PKIX profile) has no serious finding on the CRL.
+    with tempfile.NamedTemporaryFile("wb", suffix=".der") as f:
+        f.write(requests.get(f"{env.public_url}/ext/{t}/crl", timeout=10).content)
+        f.flush()
+        assert revocation_helpers.serious(revocation_helpers.pkilint("lint_crl", f.name, "-t", "CRL", "-p", "PKIX")) == []
     ca_der = requests.get(f"{env.public_url}/ext/{t}/ca", timeout=10).content
     assert x509.load_der_x509_certificate(ca_der).public_bytes(serialization.Encoding.PEM).decode() \
         == root["caCertInfo"]["certPem"]
