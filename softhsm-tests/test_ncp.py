@@ -574,3 +574,29 @@ def test_sub_ca_revoked_through_v2_stops_issuing(env, admin, root):
         requests.get(f"{env.public_url}/ext/{tag(root)}/crl", timeout=10).content)
     serial = int(sub["caCertInfo"]["serialNo"].replace(":", ""), 16)
     assert crl.get_revoked_certificate_by_serial_number(serial) is not None
+
+
+def test_v2_issuance_from_an_ncp_ca_shows_in_ncp(env, admin):
+    """A leaf issued through a /v2.0 template under an NCP CA's certificate is an end
+    certificate of that CA for NCP (listed, readable, revocable), with the CA's /ext CRL URL."""
+    ca = admin.create_ca("v2-issued")
+    t = tag(ca)
+    v2 = env.v2("admin", "demo")
+    stores = pcadtest.ok(v2.get("", params={"page": 0, "size": 100}))["items"]
+    sid = [s for s in stores if s["name"] == "ncp-api-v1"][0]["caStoreId"]
+    tpl = v2.create_template(sid, {
+        "name": "from-v2", "parentCertId": ca["caCertInfo"]["caCertId"], "maxTTL": 30 * 86400,
+        "keyInfo": {"algorithm": "EC", "keySize": 256}, "keyUsage": ["DIGITAL_SIGNATURE"],
+        "extendedKeyUsage": ["SERVER_AUTHENTICATION"]})
+    leaf = v2.issue(sid, tpl["templateId"], {"mode": "GENERATE", "commonName": "v2.example.com",
+                                             "ttlValue": 86400})
+    pem = leaf.get("certificatePem") or leaf.get("certificate")
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    serial = ":".join(f"{b:02X}" for b in cert.serial_number.to_bytes(16, "big"))
+    assert serial in admin.ok(admin.get(f"{V1}/ca/{t}/cert"))["listCerts"]
+    got = admin.ok(admin.get(f"{V1}/ca/{t}/cert/{serial}"))
+    assert got["commonName"] == "v2.example.com" and got["status"] == "VALID"
+    dp = cert.extensions.get_extension_for_oid(ExtensionOID.CRL_DISTRIBUTION_POINTS).value
+    assert dp[0].full_name[0].value == f"{env.public_url}/ext/{t}/crl"
+    admin.ok(admin.post(f"{V1}/ca/{t}/cert/{serial}/revoke"))
+    assert admin.ok(admin.get(f"{V1}/ca/{t}/cert/{serial}"))["status"] == "REVOKED"
