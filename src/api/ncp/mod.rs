@@ -436,6 +436,25 @@ fn chain_of(c: &Ca, first: &crate::store::CertRecord) -> Result<Vec<Vec<u8>>, Ca
     Ok(v)
 }
 
+/// The `json_bodies` fuzz target's way in: every NCP body check on arbitrary bytes.
+#[doc(hidden)]
+pub fn fuzz_bodies(bytes: &[u8]) {
+    if let Ok(o) = body::object(bytes, true) {
+        let _ = body::x509(&o);
+        let _ = body::string(&o, &["alias"]).map(body::alias);
+        let _ = body::string(&o, &["keyType"]).map(body::key_type);
+        let _ = check_csr_key(&o, KeyAlgorithm::P256);
+        if let Ok(Some(p)) = body::string(&o, &["period"]) {
+            let _ = body::period(&p);
+        }
+    }
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        let _ = body::serial(s);
+        let _ = body::page_no(s);
+        let _ = pem_certs(s);
+    }
+}
+
 /// Every `CERTIFICATE` block of a PEM text; `None` when there is none or one is bad.
 fn pem_certs(text: &str) -> Option<Vec<Vec<u8>>> {
     const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
@@ -730,4 +749,24 @@ async fn ext(
         hyper::header::HeaderValue::from_static(content_type),
     );
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bodies_never_panic() {
+        for b in [
+            &b""[..],
+            b"{",
+            b"[]",
+            b"{\"x509Parameters\":{\"commonName\":\"\xc3\xa9\",\"ip\":\"1.2.3.4,::1,\"}}",
+            b"{\"X509CaParameters\":7,\"alias\":5,\"period\":\"MAX\",\"keyBits\":\"x\"}",
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----",
+            b"-----BEGIN CERTIFICATE-----",
+            "0a:\u{e9}\u{e9}".as_bytes(),
+            b"\xff\xfe",
+        ] {
+            super::fuzz_bodies(b);
+        }
+    }
 }
