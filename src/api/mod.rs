@@ -9,6 +9,7 @@ mod error;
 pub mod fuzzing;
 mod handlers;
 mod leaf_body;
+pub mod ncp;
 pub mod public;
 mod reference;
 mod revocation;
@@ -16,7 +17,7 @@ pub mod route;
 pub mod source;
 mod views;
 
-pub use auth::{Authed, Peer};
+pub use auth::{authenticate as auth_v2, Authed, Peer};
 pub use error::ApiError;
 
 use std::sync::{Arc, RwLock};
@@ -95,13 +96,17 @@ impl Api {
         peer: Arc<Peer>,
         listener: Listener,
     ) -> Response<Full<Bytes>> {
-        if listener == Listener::Public {
+        // The NAVER edition's public URLs (`/ext/{caTag}/...`) need the appliance's database.
+        if listener == Listener::Public && !req.uri().path().starts_with("/ext/") {
             return public::handle(&*self.source, req, self.body_timeout).await;
         }
         let (parts, body) = req.into_parts();
         if parts.uri.path().len() > PATH_LIMIT {
             let _ = self.read_body(body, &parts.headers).await;
             return error_response(ApiError::uri_too_long(PATH_LIMIT));
+        }
+        if ncp::owns(parts.uri.path()) {
+            return ncp::handle(self, parts, body, &peer, listener).await;
         }
         let body = match public::ocsp_fast(&*self.source, &parts, body, self.body_timeout).await {
             Ok(response) => return response,

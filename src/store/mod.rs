@@ -4,6 +4,7 @@
 mod audit;
 mod durable;
 mod ids;
+mod ncp;
 mod ocsp;
 mod records;
 mod snapshot;
@@ -11,6 +12,7 @@ mod trees;
 
 pub use audit::{AuditEvent, AuditFilter, PendingDestroy};
 pub use ids::IdKind;
+pub use ncp::{NcpCaRecord, NcpPending};
 pub use ocsp::{OcspRow, OcspRowRef, OcspSetChunks};
 pub use records::{
     CertRecord, CertType, CrlRecord, IssuerKey, Revocation, SerialRecord, StoreRecord,
