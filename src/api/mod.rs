@@ -2,6 +2,7 @@
 //! roles, and the handlers. Handlers return `Result<Reply, ApiError>`; only an `Authed` caller
 //! reaches a management handler.
 
+mod acme;
 mod auth;
 mod body;
 mod error;
@@ -48,6 +49,8 @@ pub struct Api {
     pub access: Arc<RwLock<Arc<Config>>>,
     /// Bounds the OCSP requests that need signing on demand.
     pub(crate) slow_ocsp: Arc<tokio::sync::Semaphore>,
+    /// The ACME server (`/acme/v2.0/cert/{certId}/...` on the API listener).
+    pub(crate) acme: crate::acme::Acme,
 }
 
 /// A successful answer before it becomes a response.
@@ -68,6 +71,7 @@ pub enum Reply {
 impl Api {
     pub fn new(ca: Ca, config: Arc<Config>) -> Api {
         Api {
+            acme: crate::acme::Acme::new(ca.clone(), config.acme.clone()),
             ca,
             access: Arc::new(RwLock::new(config)),
             slow_ocsp: Arc::new(tokio::sync::Semaphore::new(4)),
@@ -86,6 +90,12 @@ impl Api {
             Ok(response) => return response,
             Err(body) => body,
         };
+        if parts.uri.path().starts_with(acme::PREFIX) && listener == Listener::Api {
+            let body = read_body(body, &parts.headers).await;
+            let response = acme::serve(self, &parts, body).await;
+            crate::metrics::METRICS.request("acme", response.status().as_u16());
+            return response;
+        }
         let mut route = "none";
         let result = self
             .dispatch(parts, body, &peer, listener, &mut route)

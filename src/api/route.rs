@@ -26,6 +26,10 @@ pub enum Route {
     /// GET `.../ocsp/{request}`: the raw (still percent-encoded) rest of the path.
     OcspGet(u64, String),
     AuditEvents,
+    /// `.../certs/{certId}/acme-tokens`.
+    AcmeTokens(u64, u64),
+    /// `.../certs/{certId}/acme-tokens/{tokenId}`.
+    AcmeToken(u64, u64, u64),
 }
 
 impl Route {
@@ -48,6 +52,8 @@ impl Route {
             Route::Ocsp(_) => "ocsp_post",
             Route::OcspGet(..) => "ocsp_get",
             Route::AuditEvents => "audit_events",
+            Route::AcmeTokens(..) => "acme_tokens",
+            Route::AcmeToken(..) => "acme_token",
         }
     }
 
@@ -129,6 +135,10 @@ pub fn parse(path: &str) -> Result<Option<Matched>, ApiError> {
         ["certs", c, "crl"] => Route::Crl(store, id("issuerCertId", c)?),
         ["certs", c, "crl", "der"] => Route::CrlDer(store, id("issuerCertId", c)?),
         ["certs", c, "crl", "pem"] => Route::CrlPem(store, id("issuerCertId", c)?),
+        ["certs", c, "acme-tokens"] => Route::AcmeTokens(store, id("certId", c)?),
+        ["certs", c, "acme-tokens", t] => {
+            Route::AcmeToken(store, id("certId", c)?, id("tokenId", t)?)
+        }
         ["templates"] => Route::Templates(store),
         ["templates", t] => Route::Template(store, id("templateId", t)?),
         ["templates", t, "certificates"] => Route::TemplateIssue(store, id("templateId", t)?),
@@ -227,6 +237,14 @@ mod tests {
         assert_eq!(
             r("/v2.0/appkeys/k/ca-stores/7/templates/2/certificates"),
             Some(Route::TemplateIssue(7, 2))
+        );
+        assert_eq!(
+            r("/v2.0/appkeys/k/cas/7/certs/3/acme-tokens/9"),
+            Some(Route::AcmeToken(7, 3, 9))
+        );
+        assert_eq!(
+            r("/v2.0/appkeys/k/ca-stores/7/certs/3/acme-tokens"),
+            Some(Route::AcmeTokens(7, 3))
         );
         assert_eq!(r("/v2.0/appkeys/k/other"), None);
         assert_eq!(r("/nope"), None);

@@ -1,12 +1,16 @@
 //! Everything sled: typed trees, id counters, indexes, and writes that are durable before the
 //! API answers.
 
+mod acme;
 mod audit;
 mod durable;
 mod ocsp;
 mod records;
 mod trees;
 
+pub use acme::{
+    AcmeAccount, AcmeAuthz, AcmeChallenge, AcmeIdentifier, AcmeOrder, AcmeToken, NONCE_TTL_SECS,
+};
 pub use audit::{AuditEvent, AuditFilter, PendingDestroy};
 pub use ocsp::{OcspRow, OcspRowRef, OcspSetChunks};
 pub use records::{
@@ -52,6 +56,7 @@ pub enum StoreError {
 pub struct Db {
     db: sled::Db,
     trees: trees::Trees,
+    acme: acme::AcmeTrees,
     syncer: std::sync::Arc<Syncer>,
 }
 
@@ -65,8 +70,14 @@ impl Db {
             .cache_capacity(CACHE_BYTES)
             .open()?;
         let trees = trees::Trees::open(&db)?;
+        let acme = acme::AcmeTrees::open(&db)?;
         let syncer = std::sync::Arc::new(Syncer::new(db.clone(), path));
-        let this = Db { db, trees, syncer };
+        let this = Db {
+            db,
+            trees,
+            acme,
+            syncer,
+        };
         this.check_schema()?;
         Ok(this)
     }

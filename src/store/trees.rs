@@ -14,7 +14,7 @@ pub(super) struct Trees {
     pub(super) audit: sled::Tree,
     stores: sled::Tree,
     store_names: sled::Tree,
-    certs: sled::Tree,
+    pub(super) certs: sled::Tree,
     store_certs: sled::Tree,
     pub(super) serials: sled::Tree,
     templates: sled::Tree,
