@@ -453,11 +453,11 @@ async fn tls_alpn01(cfg: &AcmeConfig, t: &Target<'_>) -> Result<(), Problem> {
     use rustls::pki_types::ServerName;
     let tcp = connect(cfg, t.name, cfg.tls_port).await?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Problem::server(format!("tls: {e}")))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+        .with_custom_certificate_verifier(Arc::new(AnyCert))
         .with_no_client_auth();
     config.alpn_protocols = vec![b"acme-tls/1".to_vec()];
     let name = ServerName::try_from(t.name.to_owned())
@@ -518,9 +518,39 @@ fn check_alpn_cert(der: &[u8], name: &str, digest: &[u8]) -> Result<(), String> 
     Ok(())
 }
 
+/// The handshake signature, checked with the certificate's key directly: webpki refuses to
+/// parse a certificate with the (critical, unknown to it) acmeIdentifier extension.
+fn handshake_signature(
+    message: &[u8],
+    cert: &rustls::pki_types::CertificateDer<'_>,
+    dss: &rustls::DigitallySignedStruct,
+) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+    use ring::signature as sig;
+    use rustls::SignatureScheme as S;
+    let bad = || rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature);
+    let info = crate::pki::cert::parse_info(cert.as_ref()).map_err(|_| bad())?;
+    let key = crate::pki::cert::subject_public_key_bits(&info.spki_der);
+    let alg: &dyn sig::VerificationAlgorithm = match dss.scheme {
+        S::ECDSA_NISTP256_SHA256 => &sig::ECDSA_P256_SHA256_ASN1,
+        S::ECDSA_NISTP384_SHA384 => &sig::ECDSA_P384_SHA384_ASN1,
+        S::ED25519 => &sig::ED25519,
+        S::RSA_PKCS1_SHA256 => &sig::RSA_PKCS1_2048_8192_SHA256,
+        S::RSA_PKCS1_SHA384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+        S::RSA_PKCS1_SHA512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+        S::RSA_PSS_SHA256 => &sig::RSA_PSS_2048_8192_SHA256,
+        S::RSA_PSS_SHA384 => &sig::RSA_PSS_2048_8192_SHA384,
+        S::RSA_PSS_SHA512 => &sig::RSA_PSS_2048_8192_SHA512,
+        _ => return Err(bad()),
+    };
+    sig::UnparsedPublicKey::new(alg, key)
+        .verify(message, dss.signature())
+        .map_err(|_| bad())?;
+    Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+}
+
 /// Validation reads the certificate; it does not trust it.
 #[derive(Debug)]
-struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+struct AnyCert;
 
 impl rustls::client::danger::ServerCertVerifier for AnyCert {
     fn verify_server_cert(
@@ -540,12 +570,7 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        handshake_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -554,16 +579,22 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        handshake_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        use rustls::SignatureScheme as S;
+        vec![
+            S::ECDSA_NISTP256_SHA256,
+            S::ECDSA_NISTP384_SHA384,
+            S::ED25519,
+            S::RSA_PSS_SHA256,
+            S::RSA_PSS_SHA384,
+            S::RSA_PSS_SHA512,
+            S::RSA_PKCS1_SHA256,
+            S::RSA_PKCS1_SHA384,
+            S::RSA_PKCS1_SHA512,
+        ]
     }
 }
 
