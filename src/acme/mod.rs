@@ -103,6 +103,9 @@ struct Inner {
     /// Serializes read-modify-write of orders and authorizations (never held across I/O).
     lock: Mutex<()>,
     validations: tokio::sync::Semaphore,
+    /// Challenges being validated by this process: a challenge left `processing` by a
+    /// restart is validated again when its client asks.
+    running: Mutex<std::collections::HashSet<(u64, usize)>>,
 }
 
 /// Who signed a request.
@@ -160,6 +163,7 @@ impl Acme {
                 cfg,
                 lock: Mutex::new(()),
                 validations: tokio::sync::Semaphore::new(MAX_VALIDATIONS),
+                running: Mutex::new(std::collections::HashSet::new()),
             }),
         }
     }
@@ -1102,9 +1106,13 @@ impl Acme {
             let mut start = false;
             if !post.is_get() {
                 let _: Value = post.json()?;
-                if z.status == "pending" && z.challenges[idx].status == "pending" {
+                let mut running = self.inner.running.lock().unwrap_or_else(|p| p.into_inner());
+                let status = z.challenges[idx].status.as_str();
+                let orphan = status == "processing" && !running.contains(&(z.id, idx));
+                if z.status == "pending" && (status == "pending" || orphan) {
                     z.challenges[idx].status = "processing".into();
                     self.ca().db.put_acme_authz(&z)?;
+                    running.insert((z.id, idx));
                     start = true;
                 }
             }
@@ -1130,7 +1138,13 @@ impl Acme {
                     }
                     Err(_) => Err(Problem::server("validation is shutting down")),
                 };
-                if let Err(e) = acme.finish_challenge(zid, idx, result).await {
+                let finished = acme.finish_challenge(zid, idx, result).await;
+                acme.inner
+                    .running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&(zid, idx));
+                if let Err(e) = finished {
                     log::error!(
                         "acme: recording the validation of authorization {zid}: {}",
                         e.detail
