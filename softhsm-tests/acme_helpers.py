@@ -133,6 +133,12 @@ class ChallengeServer:
                     self.send_response(404)
                     self.end_headers()
                     return
+                if isinstance(body, tuple):  # ("huge", size) or ("slow", seconds, text)
+                    if body[0] == "slow":
+                        time.sleep(body[1])
+                        body = body[2]
+                    else:
+                        body = "x" * body[1]
                 data = body.encode()
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(data)))

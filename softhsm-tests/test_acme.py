@@ -5,6 +5,7 @@ import base64
 import json
 import os
 import subprocess
+import time
 
 import pytest
 import requests
@@ -269,4 +270,45 @@ def test_deleted_token_deactivates_its_account(env):
     c.register(tok)
     ok(env.admin.delete(f"/{env.sid}/certs/{env.base['certId']}/acme-tokens/{tok['tokenId']}"))
     r = c.post(c.dir["newOrder"], {"identifiers": [{"type": "dns", "value": "www.acme.test"}]})
+    problem(r, "unauthorized", 403)
+
+
+def test_huge_and_slow_http01_answers_fail_bounded(env, http01):
+    c = Client(env)
+    c.register(env.token())
+    for name, answer, budget in [("huge.apps.acme.test", ("huge", 1 << 20), 8),
+                                 ("slow.apps.acme.test", ("slow", 15, ""), 14)]:
+        _, order = c.order([name])
+        authz = c.post(order["authorizations"][0], None).json()
+        ch = next(x for x in authz["challenges"] if x["type"] == "http-01")
+        if answer[0] == "slow":
+            answer = ("slow", 15, c.key_authorization(ch["token"]))
+        http01.answers[ch["token"]] = answer
+        started = time.monotonic()
+        assert c.post(ch["url"], {}).status_code == 200
+        authz = c.wait_authz(order, timeout=30)
+        assert time.monotonic() - started < budget
+        assert authz["status"] == "invalid"
+        assert authz["challenges"][0]["error"]["type"] == ERR + "connection", authz
+
+
+def test_unknown_account_and_get_with_payload(env):
+    c = Client(env)
+    c.register(env.token())
+    url, _ = c.order(["www.acme.test"])
+    problem(c.post(url, {"x": 1}), "malformed", 400)
+    stranger = Client(env)
+    stranger.kid = c.kid.rsplit("/", 1)[0] + "/999999999"
+    problem(stranger.post(stranger.dir["newOrder"], {"identifiers": []}),
+            "accountDoesNotExist", 400)
+
+
+def test_a_revoked_base_certificate_closes_its_directory(env):
+    base = env.issue_base("closing.acme.test", [])
+    c = Client(env, cert_id=base["certId"])
+    c.register(env.token(cert_id=base["certId"]))
+    ok(env.admin.post(f"/{env.sid}/certs/{base['certId']}/revoke", {"reason": "SUPERSEDED"}))
+    r = requests.get(env.directory(base["certId"]), verify=env.pcad.ca_pem, timeout=30)
+    assert r.status_code == 200
+    r = c.post(c.dir["newOrder"], {"identifiers": [{"type": "dns", "value": "closing.acme.test"}]})
     problem(r, "unauthorized", 403)

@@ -359,6 +359,9 @@ impl Acme {
             ["key-change"] => self.key_change(b, base, post).await,
             ["revoke-cert"] => self.revoke(base, post).await,
             ["acct", id] => self.account(b, id_of(id), post).await,
+            ["acct", _, "orders"] | ["order", _] | ["certificate", _] if !post.is_get() => Err(
+                Problem::malformed("payload: must be empty (POST-as-GET) for this resource"),
+            ),
             ["acct", id, "orders"] => {
                 let a = post.account()?;
                 if id_of(id) != Some(a.id) {
@@ -1378,4 +1381,52 @@ fn authz_json(b: &str, z: &AcmeAuthz) -> Value {
         v["wildcard"] = json!(true);
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pending_authorization_expires_and_a_valid_one_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::store::Db::open(dir.path()).unwrap();
+        let mut z = AcmeAuthz {
+            id: 1,
+            account_id: 2,
+            base_cert_id: 3,
+            order_id: 4,
+            identifier: AcmeIdentifier {
+                kind: "dns".into(),
+                value: "a.example".into(),
+            },
+            wildcard: false,
+            status: "pending".into(),
+            expires: now() - 1,
+            challenges: vec![],
+        };
+        let mut valid = z.clone();
+        valid.status = "valid".into();
+        refresh_authz(&db, &mut z).unwrap();
+        assert_eq!(z.status, "expired");
+        assert_eq!(db.acme_authz(1).unwrap().unwrap().status, "expired");
+        refresh_authz(&db, &mut valid).unwrap();
+        assert_eq!(valid.status, "valid");
+    }
+
+    #[test]
+    fn contacts_are_mailto_addresses() {
+        assert!(check_contacts(&["mailto:a@example.com".into()]).is_ok());
+        assert_eq!(
+            check_contacts(&["tel:+1".into()]).unwrap_err().kind,
+            "unsupportedContact"
+        );
+        assert_eq!(
+            check_contacts(&["mailto:a@example.com?subject=x".into()])
+                .unwrap_err()
+                .kind,
+            "invalidContact"
+        );
+        assert!(check_contacts(&vec!["mailto:a@example.com".to_string(); 5]).is_err());
+    }
 }
