@@ -312,3 +312,26 @@ def test_a_revoked_base_certificate_closes_its_directory(env):
     assert r.status_code == 200
     r = c.post(c.dir["newOrder"], {"identifiers": [{"type": "dns", "value": "closing.acme.test"}]})
     problem(r, "unauthorized", 403)
+
+
+def test_a_flood_of_new_accounts_is_rate_limited(env):
+    base = env.issue_base("flood.acme.test", [])
+    c = Client(env, cert_id=base["certId"])
+    body = c.jws(c.dir["newAccount"], {"termsOfServiceAgreed": True}, use_jwk=True)
+    kinds = []
+    for _ in range(150):
+        r = c.post_raw(c.dir["newAccount"], body)
+        assert r.headers.get("Replay-Nonce")
+        kinds.append(r.json()["type"].rsplit(":", 1)[1])
+    assert kinds.count("rateLimited") >= 50, kinds
+    assert kinds[0] == "externalAccountRequired" and kinds[1] == "badNonce", kinds[:3]
+    # Other directories are not affected.
+    other = Client(env)
+    other.register(env.token())
+
+
+def test_unroutable_acme_paths_still_carry_a_nonce(env):
+    for path in ["/acme/v2.0/cert/abc/directory", "/acme/v2.0/cert/0/directory",
+                 "/acme/v2.0/cert/"]:
+        r = requests.get(env.pcad.api_url + path, verify=env.pcad.ca_pem, timeout=30)
+        problem(r, "malformed", 404)

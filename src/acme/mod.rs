@@ -13,6 +13,7 @@ mod validate;
 pub use problem::Problem;
 pub use tokens::{create_token, delete_token, list_tokens};
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
@@ -30,6 +31,9 @@ use jws::{b64, unb64, Jwk, RawJws};
 pub const PENDING_LIFETIME: i64 = 7 * 86400;
 /// Pending (or ready) orders one account may hold; beyond: `rateLimited`.
 pub const MAX_PENDING_ORDERS: usize = 100;
+/// newAccount requests per second per directory, and the burst allowed.
+pub const NEW_ACCOUNT_RATE: f64 = 10.0;
+pub const NEW_ACCOUNT_BURST: f64 = 50.0;
 /// Validations running at once.
 const MAX_VALIDATIONS: usize = 64;
 
@@ -106,6 +110,8 @@ struct Inner {
     /// Challenges being validated by this process: a challenge left `processing` by a
     /// restart is validated again when its client asks.
     running: Mutex<std::collections::HashSet<(u64, usize)>>,
+    /// newAccount token buckets by directory: (tokens, last refill).
+    account_buckets: Mutex<HashMap<u64, (f64, std::time::Instant)>>,
 }
 
 /// Who signed a request.
@@ -164,6 +170,7 @@ impl Acme {
                 lock: Mutex::new(()),
                 validations: tokio::sync::Semaphore::new(MAX_VALIDATIONS),
                 running: Mutex::new(std::collections::HashSet::new()),
+                account_buckets: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -191,14 +198,54 @@ impl Acme {
             Ok(r) => r,
             Err(p) => Response::problem(&p),
         };
+        resp.headers
+            .push(("link", format!("<{}/directory>;rel=\"index\"", req.base)));
+        self.finish(resp)
+    }
+
+    /// A problem found before a request could be routed (a bad path or Host), with its nonce.
+    pub fn refuse(&self, p: &Problem) -> Response {
+        self.finish(Response::problem(p))
+    }
+
+    fn finish(&self, mut resp: Response) -> Response {
         match self.ca().db.new_acme_nonce(now()) {
             Ok(n) => resp.headers.push(("replay-nonce", b64(&n))),
             Err(e) => log::error!("acme: could not store a nonce: {e}"),
         }
-        resp.headers
-            .push(("link", format!("<{}/directory>;rel=\"index\"", req.base)));
         resp.headers.push(("cache-control", "no-store".into()));
         resp
+    }
+
+    /// newAccount attempts per directory: a token bucket (NEW_ACCOUNT_RATE per second, bursts
+    /// of NEW_ACCOUNT_BURST). Beyond it: `rateLimited`, before any work.
+    fn account_attempt(&self, base_cert_id: u64) -> Result<(), Problem> {
+        let mut buckets = self
+            .inner
+            .account_buckets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let t = std::time::Instant::now();
+        if buckets.len() > 10_000 {
+            buckets.retain(|_, (_, at)| t.duration_since(*at).as_secs() < 60);
+        }
+        let (tokens, at) = buckets
+            .entry(base_cert_id)
+            .or_insert((NEW_ACCOUNT_BURST, t));
+        *tokens = (*tokens + t.duration_since(*at).as_secs_f64() * NEW_ACCOUNT_RATE)
+            .min(NEW_ACCOUNT_BURST);
+        *at = t;
+        if *tokens < 1.0 {
+            return Err(Problem::new(
+                "rateLimited",
+                429,
+                format!(
+                    "too many newAccount requests for this directory (at most {NEW_ACCOUNT_RATE}/s, bursts of {NEW_ACCOUNT_BURST})"
+                ),
+            ));
+        }
+        *tokens -= 1.0;
+        Ok(())
     }
 
     /// The base certificate of a directory: a stored leaf issued with a template.
@@ -229,6 +276,9 @@ impl Acme {
             ("HEAD", "new-nonce") => Ok(Response::empty(200)),
             ("GET", "new-nonce") => Ok(Response::empty(204)),
             ("POST", _) => {
+                if req.rest == "new-account" {
+                    self.account_attempt(base.id)?;
+                }
                 let post = self.verify(req, &base)?;
                 self.post(req, &base, post).await
             }

@@ -36,22 +36,18 @@ pub(super) async fn serve(
         .filter(|v| *v > 0 && id.bytes().all(|b| b.is_ascii_digit()));
     let (Some(host), Some(cert_id)) = (host, cert_id) else {
         let p = crate::acme::Problem::not_found(format!("no ACME directory at {path}"));
-        return problem_response(&p);
+        return response(api.acme.refuse(&p));
     };
-    if host
-        .bytes()
-        .any(|b| b.is_ascii_whitespace() || b == b'/' || b == b'"')
-    {
-        return problem_response(&crate::acme::Problem::malformed("Host: not a host name"));
+    let bad_host = |b: u8| b.is_ascii_whitespace() || b"/\"<>".contains(&b);
+    if host.is_empty() || host.bytes().any(bad_host) {
+        let p = crate::acme::Problem::malformed("Host: not a host name");
+        return response(api.acme.refuse(&p));
     }
     let body = match body {
         Ok(b) => b,
         Err(e) => {
-            return problem_response(&crate::acme::Problem::new(
-                "malformed",
-                e.status.as_u16(),
-                e.message,
-            ))
+            let p = crate::acme::Problem::new("malformed", e.status.as_u16(), e.message);
+            return response(api.acme.refuse(&p));
         }
     };
     let req = crate::acme::Request {
@@ -65,7 +61,10 @@ pub(super) async fn serve(
             .and_then(|v| v.to_str().ok()),
         body: &body,
     };
-    let r = api.acme.serve(req).await;
+    response(api.acme.serve(req).await)
+}
+
+fn response(r: crate::acme::Response) -> Response<Full<Bytes>> {
     let mut out = Response::new(Full::new(Bytes::from(r.body)));
     *out.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     out.headers_mut()
@@ -75,16 +74,6 @@ pub(super) async fn serve(
             out.headers_mut().append(k, v);
         }
     }
-    out
-}
-
-fn problem_response(p: &crate::acme::Problem) -> Response<Full<Bytes>> {
-    let mut out = Response::new(Full::new(Bytes::from(p.to_json().to_string())));
-    *out.status_mut() = StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST);
-    out.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
     out
 }
 
