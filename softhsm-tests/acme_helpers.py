@@ -133,7 +133,13 @@ class ChallengeServer:
                     self.send_response(404)
                     self.end_headers()
                     return
-                if isinstance(body, tuple):  # ("huge", size) or ("slow", seconds, text)
+                if isinstance(body, tuple):  # ("huge", size), ("slow", s, text), ("redirect", url)
+                    if body[0] == "redirect":
+                        self.send_response(302)
+                        self.send_header("Location", body[1])
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
                     if body[0] == "slow":
                         time.sleep(body[1])
                         body = body[2]

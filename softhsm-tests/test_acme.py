@@ -335,3 +335,27 @@ def test_unroutable_acme_paths_still_carry_a_nonce(env):
                  "/acme/v2.0/cert/"]:
         r = requests.get(env.pcad.api_url + path, verify=env.pcad.ca_pem, timeout=30)
         problem(r, "malformed", 404)
+
+
+def test_http01_redirects_are_followed_on_the_same_port_only(env, http01):
+    c = Client(env)
+    c.register(env.token())
+    # Followed: a redirect to another path (and name) on the configured port.
+    _, order = c.order(["redir.apps.acme.test"])
+    authz = c.post(order["authorizations"][0], None).json()
+    ch = next(x for x in authz["challenges"] if x["type"] == "http-01")
+    http01.answers[ch["token"]] = ("redirect",
+                                   f"http://other.apps.acme.test:{env.http_port}/moved/X")
+    http01.answers["X"] = c.key_authorization(ch["token"])
+    assert c.post(ch["url"], {}).status_code == 200
+    assert c.wait_authz(order) is None
+    # Refused: a redirect to another port, or to https.
+    for target in [f"http://redir2.apps.acme.test:{env.tls_port}/x", "https://x.apps.acme.test/"]:
+        _, order = c.order(["redir2.apps.acme.test"])
+        authz = c.post(order["authorizations"][0], None).json()
+        ch = next(x for x in authz["challenges"] if x["type"] == "http-01")
+        http01.answers[ch["token"]] = ("redirect", target)
+        assert c.post(ch["url"], {}).status_code == 200
+        authz = c.wait_authz(order)
+        assert authz["status"] == "invalid"
+        assert authz["challenges"][0]["error"]["type"] == ERR + "connection", authz

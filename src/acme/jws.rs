@@ -328,6 +328,45 @@ mod tests {
     }
 
     #[test]
+    fn rs256_and_es384_verify() {
+        use openssl::{ec, hash::MessageDigest, nid::Nid, pkey::PKey, rsa::Rsa, sign::Signer};
+        let rsa = Rsa::generate(2048).unwrap();
+        let jwk = serde_json::json!({"kty": "RSA", "n": b64(&rsa.n().to_vec()), "e": b64(&rsa.e().to_vec())});
+        let pkey = PKey::from_rsa(rsa).unwrap();
+        let jws = signed("RS256", &jwk, |m| {
+            let mut s = Signer::new(MessageDigest::sha256(), &pkey).unwrap();
+            s.update(m).unwrap();
+            s.sign_to_vec().unwrap()
+        });
+        let key = Jwk::parse(&jwk).unwrap();
+        jws.verify("RS256", &key).unwrap();
+        assert!(jws.verify("ES256", &key).is_err());
+
+        let group = ec::EcGroup::from_curve_name(Nid::SECP384R1).unwrap();
+        let eck = ec::EcKey::generate(&group).unwrap();
+        let mut ctx = openssl::bn::BigNumContext::new().unwrap();
+        let (mut x, mut y) = (
+            openssl::bn::BigNum::new().unwrap(),
+            openssl::bn::BigNum::new().unwrap(),
+        );
+        eck.public_key()
+            .affine_coordinates(&group, &mut x, &mut y, &mut ctx)
+            .unwrap();
+        let jwk = serde_json::json!({"kty": "EC", "crv": "P-384",
+            "x": b64(&x.to_vec_padded(48).unwrap()), "y": b64(&y.to_vec_padded(48).unwrap())});
+        let jws = signed("ES384", &jwk, |m| {
+            let digest = openssl::hash::hash(MessageDigest::sha384(), m).unwrap();
+            let sig = openssl::ecdsa::EcdsaSig::sign(&digest, &eck).unwrap();
+            [
+                sig.r().to_vec_padded(48).unwrap(),
+                sig.s().to_vec_padded(48).unwrap(),
+            ]
+            .concat()
+        });
+        jws.verify("ES384", &Jwk::parse(&jwk).unwrap()).unwrap();
+    }
+
+    #[test]
     fn thumbprint_matches_rfc_7638_example() {
         let jwk = serde_json::json!({
             "kty": "RSA",
