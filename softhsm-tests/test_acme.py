@@ -122,7 +122,7 @@ def test_certbot_certonly_and_revoke(env, tmp_path):
             "--cert-name", "acme-test", *dirs]
     for n in names:
         args += ["-d", n]
-    pcadtest.run(args, env=cb_env, timeout=180)
+    pcadtest.run(args, env=cb_env, timeout=400)
     live = tmp_path / "conf" / "live" / "acme-test"
     cert_pem = (live / "cert.pem").read_text()
     chain_pem = (live / "chain.pem").read_text()
@@ -156,10 +156,21 @@ def test_certbot_certonly_and_revoke(env, tmp_path):
     assert ocsp_status(env, cert_pem, chain_pem, tmp_path) == "good"
     pcadtest.run(["certbot", "revoke", "--non-interactive", "--server", env.directory(),
                   "--cert-path", live / "cert.pem", "--reason", "superseded",
-                  "--no-delete-after-revoke", *dirs], env=cb_env, timeout=120)
+                  "--no-delete-after-revoke", *dirs], env=cb_env, timeout=400)
     assert ocsp_status(env, cert_pem, chain_pem, tmp_path) == "revoked"
     detail = env.admin.cert(env.sid, leaf["certId"])
     assert detail["status"] == "REVOKED" or detail.get("revocationReason") is not None, detail
+
+    # certbot renew (forced): a new order with the same account and names.
+    pcadtest.run(["certbot", "renew", "--non-interactive", "--force-renewal",
+                  "--cert-name", "acme-test", *dirs], env=cb_env, timeout=400)
+    renewed_pem = (live / "cert.pem").read_text()
+    renewed = x509.load_pem_x509_certificate(renewed_pem.encode())
+    assert renewed.serial_number != cert.serial_number
+    sans = renewed.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+    assert sorted(sans.get_values_for_type(x509.DNSName)) == sorted(names)
+    pcadtest.openssl_verify(renewed_pem, env.root["certificatePem"], [chain_pem])
+    assert ocsp_status(env, renewed_pem, chain_pem, tmp_path) == "good"
 
 
 def test_refusals_of_a_raw_client(env, http01):

@@ -28,7 +28,7 @@ def lego(env, tmp_path, domains, challenge_args, extra_env=None):
     for d in domains:
         args += ["--domains", d]
     run_env = dict(os.environ, LEGO_CA_CERTIFICATES=env.pcad.ca_pem, **(extra_env or {}))
-    pcadtest.run(args + ["run"], env=run_env, timeout=180)
+    pcadtest.run(args + ["run"], env=run_env, timeout=400)
     name = domains[0].replace("*", "_")
     pem = (tmp_path / "lego" / "certificates" / f"{name}.crt").read_text()
     return token, pem

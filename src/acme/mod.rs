@@ -34,6 +34,8 @@ pub const MAX_PENDING_ORDERS: usize = 100;
 /// newAccount requests per second per directory, and the burst allowed.
 pub const NEW_ACCOUNT_RATE: f64 = 10.0;
 pub const NEW_ACCOUNT_BURST: f64 = 50.0;
+/// The `running` entry of an order being finalized (challenges use their index).
+const FINALIZING: usize = usize::MAX;
 /// Validations running at once.
 const MAX_VALIDATIONS: usize = 64;
 
@@ -107,8 +109,8 @@ struct Inner {
     /// Serializes read-modify-write of orders and authorizations (never held across I/O).
     lock: Mutex<()>,
     validations: tokio::sync::Semaphore,
-    /// Challenges being validated by this process: a challenge left `processing` by a
-    /// restart is validated again when its client asks.
+    /// Challenges being validated, and orders being finalized, by this process: a challenge
+    /// or order left `processing` by a restart is taken up again when its client asks.
     running: Mutex<std::collections::HashSet<(u64, usize)>>,
     /// newAccount token buckets by directory: (tokens, last refill).
     account_buckets: Mutex<HashMap<u64, (f64, std::time::Instant)>>,
@@ -177,6 +179,14 @@ impl Acme {
 
     fn ca(&self) -> &Ca {
         &self.inner.ca
+    }
+
+    fn running(&self, key: (u64, usize)) -> bool {
+        self.inner
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&key)
     }
 
     fn locked(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -867,6 +877,10 @@ impl Acme {
         let db = &self.ca().db;
         let before = o.status.clone();
         let t = now();
+        if o.status == "processing" && !self.running((o.id, FINALIZING)) {
+            // A finalize that a restart cut short: nothing was answered, so it may run again.
+            o.status = "ready".into();
+        }
         if matches!(o.status.as_str(), "pending" | "ready") && t > o.expires {
             o.status = "invalid".into();
             o.error = Some(Problem::malformed("the order expired").to_json());
@@ -968,6 +982,11 @@ impl Acme {
             }
             o.status = "processing".into();
             self.ca().db.put_acme_order(&o)?;
+            self.inner
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert((o.id, FINALIZING));
             o
         };
         let issuer_end = self
@@ -1021,6 +1040,11 @@ impl Acme {
         };
         {
             let _g = self.locked();
+            self.inner
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&(order.id, FINALIZING));
             match result.map(|leaf| leaf.cert_id) {
                 Ok(Some(cert_id)) => {
                     order.status = "valid".into();
