@@ -370,3 +370,24 @@ def test_http01_redirects_are_followed_on_the_same_port_only(env, http01):
         authz = c.wait_authz(order)
         assert authz["status"] == "invalid"
         assert authz["challenges"][0]["error"]["type"] == ERR + "connection", authz
+
+
+def test_dns01_through_the_configured_resolver(env):
+    import hashlib
+    c = Client(env)
+    c.register(env.token())
+    for name, right in [("dnsok.apps.acme.test", True), ("dnsbad.apps.acme.test", False)]:
+        _, order = c.order([name])
+        authz = c.post(order["authorizations"][0], None).json()
+        ch = next(x for x in authz["challenges"] if x["type"] == "dns-01")
+        digest = b64(hashlib.sha256(c.key_authorization(ch["token"]).encode()).digest())
+        env.dns.set_txt(f"_acme-challenge.{name}.", digest if right else b64(b"wrong"))
+        assert c.post(ch["url"], {}).status_code == 200
+        authz = c.wait_authz(order)
+        if right:
+            assert authz is None
+            r, _ = c.finalize(order, [name])
+            assert r.status_code == 200 and r.json()["status"] == "valid", r.text
+        else:
+            assert authz["status"] == "invalid"
+            assert authz["challenges"][1]["error"]["type"] == ERR + "incorrectResponse", authz
