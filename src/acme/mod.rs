@@ -842,12 +842,16 @@ impl Acme {
             })
     }
 
+    /// The account's orders still open, each brought up to date (expired or failed ones leave
+    /// the count, and the index, here).
     fn pending_orders(&self, account_id: u64) -> Result<usize, Problem> {
-        let t = now();
+        let _g = self.locked();
+        let db = &self.ca().db;
         let mut n = 0;
-        for id in self.ca().db.acme_orders_of(account_id)? {
-            if let Some(o) = self.ca().db.acme_order(id)? {
-                if matches!(o.status.as_str(), "pending" | "ready") && o.expires > t {
+        for id in db.acme_pending_orders_of(account_id)? {
+            if let Some(mut o) = db.acme_order(id)? {
+                self.refresh_order(&mut o)?;
+                if matches!(o.status.as_str(), "pending" | "ready" | "processing") {
                     n += 1;
                 }
             }

@@ -22,6 +22,8 @@ pub(super) struct AcmeTrees {
     account_keys: sled::Tree,
     orders: sled::Tree,
     account_orders: sled::Tree,
+    /// (account, order) of the orders still `pending` or `ready`.
+    pending_orders: sled::Tree,
     authzs: sled::Tree,
     issued: sled::Tree,
     nonces: sled::Tree,
@@ -36,6 +38,7 @@ impl AcmeTrees {
             account_keys: db.open_tree("acme_account_keys")?,
             orders: db.open_tree("acme_orders")?,
             account_orders: db.open_tree("acme_account_orders")?,
+            pending_orders: db.open_tree("acme_pending_orders")?,
             authzs: db.open_tree("acme_authzs")?,
             issued: db.open_tree("acme_issued")?,
             nonces: db.open_tree("acme_nonces")?,
@@ -281,9 +284,13 @@ impl Db {
     // ---- orders and authorizations ----
 
     pub fn put_acme_order(&self, o: &AcmeOrder) -> Result<(), StoreError> {
-        self.acme
-            .account_orders
-            .insert(two(o.account_id, o.id), &[])?;
+        let k = two(o.account_id, o.id);
+        self.acme.account_orders.insert(k, &[])?;
+        if matches!(o.status.as_str(), "pending" | "ready" | "processing") {
+            self.acme.pending_orders.insert(k, &[])?;
+        } else {
+            self.acme.pending_orders.remove(k)?;
+        }
         self.acme.orders.insert(o.id.to_be_bytes(), encode(o))?;
         Ok(())
     }
@@ -296,6 +303,19 @@ impl Db {
     pub fn acme_orders_of(&self, account_id: u64) -> Result<Vec<u64>, StoreError> {
         self.acme
             .account_orders
+            .scan_prefix(account_id.to_be_bytes())
+            .keys()
+            .map(|k| {
+                let k = k?;
+                Ok(u64::from_be_bytes(k[8..16].try_into().unwrap_or_default()))
+            })
+            .collect()
+    }
+
+    /// The ids of an account's orders that are pending, ready or processing.
+    pub fn acme_pending_orders_of(&self, account_id: u64) -> Result<Vec<u64>, StoreError> {
+        self.acme
+            .pending_orders
             .scan_prefix(account_id.to_be_bytes())
             .keys()
             .map(|k| {
