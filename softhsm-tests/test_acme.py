@@ -197,6 +197,18 @@ def test_refusals_of_a_raw_client(env, http01):
     problem(c.post(c.dir["newAccount"], {}, use_jwk=True, extra={"kid": "x"}), "malformed", 400)
     problem(c.post(c.dir["newAccount"], {}, use_jwk=True, extra={"alg": "HS256"}),
             "badSignatureAlgorithm", 400)
+    problem(c.post(c.dir["newAccount"], {}, use_jwk=True, extra={"b64": False}), "malformed", 400)
+    # Two signatures (general JWS form) and unprotected headers are refused.
+    body = c.jws(c.dir["newAccount"], {}, use_jwk=True)
+    general = {"payload": body["payload"], "signatures": [
+        {"protected": body["protected"], "signature": body["signature"]}] * 2}
+    problem(c.post_raw(c.dir["newAccount"], general), "malformed", 400)
+    problem(c.post_raw(c.dir["newAccount"], dict(c.jws(c.dir["newAccount"], {}, use_jwk=True),
+                                                   header={"kid": "x"})), "malformed", 400)
+    # A signature by another key than the jwk.
+    forged = c.jws(c.dir["newAccount"], {}, use_jwk=True)
+    forged["signature"] = c.jws(c.dir["newAccount"], {"x": 1}, use_jwk=True)["signature"]
+    problem(c.post_raw(c.dir["newAccount"], forged), "malformed", 400)
     # A good account; the token then binds no second one.
     c.register(tok)
     other = Client(env)

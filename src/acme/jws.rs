@@ -52,8 +52,15 @@ impl RawJws {
 
     pub fn header(&self) -> Result<Header, Problem> {
         let raw = unb64("protected", &self.protected)?;
-        serde_json::from_slice(&raw)
-            .map_err(|e| Problem::malformed(format!("protected: not a JWS header ({e})")))
+        let h: Header = serde_json::from_slice(&raw)
+            .map_err(|e| Problem::malformed(format!("protected: not a JWS header ({e})")))?;
+        // RFC 8555 §6.2: no unencoded payloads; no extensions pcad would have to understand.
+        if h.b64.is_some() || h.crit.is_some() {
+            return Err(Problem::malformed(
+                "protected: b64 and crit are not allowed in ACME requests",
+            ));
+        }
+        Ok(h)
     }
 
     pub fn payload(&self) -> Result<Vec<u8>, Problem> {
@@ -100,6 +107,8 @@ pub struct Header {
     pub url: Option<String>,
     pub jwk: Option<Value>,
     pub kid: Option<String>,
+    pub b64: Option<Value>,
+    pub crit: Option<Value>,
 }
 
 /// An account public key.
