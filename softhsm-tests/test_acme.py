@@ -163,6 +163,7 @@ def test_certbot_certonly_and_revoke(env, tmp_path):
 
     # certbot renew (forced): a new order with the same account and names.
     pcadtest.run(["certbot", "renew", "--non-interactive", "--force-renewal",
+                  "--no-random-sleep-on-renew",
                   "--cert-name", "acme-test", *dirs], env=cb_env, timeout=400)
     renewed_pem = (live / "cert.pem").read_text()
     renewed = x509.load_pem_x509_certificate(renewed_pem.encode())
