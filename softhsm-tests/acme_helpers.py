@@ -80,7 +80,14 @@ class AcmeEnv:
                     f'resolver = "127.0.0.1:{dns_port}"\n')
         self.dns = ChallTestSrv(dns_port, mgmt_port, open(self.dir / "challtestsrv.log", "ab"))
         self.pcad = conftest.Pcad(qs, api_port, public_port, metrics_port, proc.stdout)
-        self.pcad.daemon.start()
+        try:
+            self.pcad.daemon.start()
+            self._setup()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _setup(self):
         self.admin = self.pcad.api("admin", f"acme-{secrets.token_hex(3)}")
         store = self.admin.create_store(unique("acme"), ocspActive=True, crlActive=True)
         self.sid = store["caStoreId"]
