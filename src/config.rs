@@ -43,6 +43,9 @@ pub struct Config {
     /// Connection timeouts and per-listener caps (see `server::conn`).
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Where ACME validation connects and which DNS server it asks.
+    #[serde(default)]
+    pub acme: AcmeConfig,
     /// Client certificate identities (subject CN) and their roles.
     #[serde(default)]
     pub access: Vec<AccessRule>,
@@ -232,6 +235,47 @@ fn listen_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Socket
     s.parse()
         .map(Some)
         .map_err(|_| serde::de::Error::custom(format!("{s:?} is not host:port or \"off\"")))
+}
+
+/// `[acme]`: the ports ACME validation connects to and the resolver it asks.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeConfig {
+    /// Port of http-01 validation requests.
+    #[serde(default = "default_acme_http_port")]
+    pub http_port: u16,
+    /// Port of tls-alpn-01 validation connections.
+    #[serde(default = "default_acme_tls_port")]
+    pub tls_port: u16,
+    /// `host:port` of the DNS server for dns-01 TXT records and the addresses of http-01 and
+    /// tls-alpn-01 targets; absent: the first nameserver of /etc/resolv.conf.
+    #[serde(default, deserialize_with = "optional_addr")]
+    pub resolver: Option<SocketAddr>,
+}
+
+impl Default for AcmeConfig {
+    fn default() -> Self {
+        AcmeConfig {
+            http_port: default_acme_http_port(),
+            tls_port: default_acme_tls_port(),
+            resolver: None,
+        }
+    }
+}
+
+fn default_acme_http_port() -> u16 {
+    80
+}
+
+fn default_acme_tls_port() -> u16 {
+    443
+}
+
+fn optional_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse()
+        .map(Some)
+        .map_err(|_| serde::de::Error::custom(format!("{s:?} is not ip:port")))
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -2,6 +2,7 @@
 //! roles, and the handlers. Handlers return `Result<Reply, ApiError>`; only an `Authed` caller
 //! reaches a management handler.
 
+mod acme;
 mod auth;
 mod body;
 mod error;
@@ -58,6 +59,8 @@ pub struct Api {
     pub source: Arc<dyn source::StatusSource>,
     /// How long a request body may take to arrive (`limits.body_timeout_secs`).
     pub(crate) body_timeout: std::time::Duration,
+    /// The ACME server (`/acme/v2.0/cert/{certId}/...` on the API listener).
+    pub(crate) acme: crate::acme::Acme,
 }
 
 /// A successful answer before it becomes a response.
@@ -83,6 +86,7 @@ impl Api {
         });
         Api {
             body_timeout: std::time::Duration::from_secs(config.limits.body_timeout_secs),
+            acme: crate::acme::Acme::new(ca.clone(), config.acme.clone()),
             ca,
             access: Arc::new(RwLock::new(config)),
             source,
@@ -116,6 +120,11 @@ impl Api {
         // the client still uploads makes HTTP/2 reset the stream and HTTP/1.1 close the
         // connection, so whether the client sees it would depend on timing.
         let body = self.read_body(body, &parts.headers).await;
+        if parts.uri.path().starts_with(acme::PREFIX) {
+            let response = acme::serve(self, &parts, body).await;
+            crate::metrics::METRICS.request("acme", response.status().as_u16());
+            return response;
+        }
         let mut route = "none";
         let result = match body {
             Ok(body) => self.dispatch(parts, body, &peer, &mut route).await,
