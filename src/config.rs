@@ -43,15 +43,92 @@ pub struct Config {
     /// Connection timeouts and per-listener caps (see `server::conn`).
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Where ACME validation connects and which DNS server it asks.
+    #[serde(default)]
+    pub acme: AcmeConfig,
     /// Client certificate identities (subject CN) and their roles.
     #[serde(default)]
     pub access: Vec<AccessRule>,
     /// Bearer tokens, stored as SHA-256 hex of the token, and their roles.
     #[serde(default)]
     pub tokens: Vec<TokenRule>,
+    /// NAVER Cloud edition (`/api/v1`) access keys, each bound to an appkey and a role.
+    #[serde(default)]
+    pub ncp_keys: Vec<NcpKey>,
+    /// NAVER Cloud edition settings.
+    #[serde(default)]
+    pub ncp: NcpConfig,
+    /// The secrets of `ncp_keys`, read by `load` (access key -> secret); never printed.
+    #[serde(skip)]
+    pub ncp_secrets: BTreeMap<String, Secret>,
     /// Where the config was read from; relative paths are resolved against its folder.
     #[serde(skip)]
     pub base_dir: PathBuf,
+}
+
+/// An NCP access key: `x-ncp-iam-access-key` and the file holding its secret key.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NcpKey {
+    pub access_key: String,
+    /// File of the secret key (mode 0600/0640), relative to the config, or the name of a
+    /// systemd credential (`$CREDENTIALS_DIRECTORY/NAME`).
+    pub secret_file: PathBuf,
+    pub appkey: String,
+    pub role: Role,
+    /// The name written in audit events.
+    pub identity: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NcpConfig {
+    /// How long a DESTROYING CA waits before it is destroyed: `72h`, `30m`, `10s`, `3d`.
+    #[serde(default = "default_destroy_delay")]
+    pub destroy_delay: String,
+}
+
+impl Default for NcpConfig {
+    fn default() -> Self {
+        NcpConfig {
+            destroy_delay: default_destroy_delay(),
+        }
+    }
+}
+
+fn default_destroy_delay() -> String {
+    "72h".into()
+}
+
+/// A duration of the config (`72h`, `30m`, `10s`, `3d`) in seconds.
+pub fn parse_duration(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// A secret key. Never printed: `Debug` redacts it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -158,6 +235,47 @@ fn listen_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Socket
     s.parse()
         .map(Some)
         .map_err(|_| serde::de::Error::custom(format!("{s:?} is not host:port or \"off\"")))
+}
+
+/// `[acme]`: the ports ACME validation connects to and the resolver it asks.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeConfig {
+    /// Port of http-01 validation requests.
+    #[serde(default = "default_acme_http_port")]
+    pub http_port: u16,
+    /// Port of tls-alpn-01 validation connections.
+    #[serde(default = "default_acme_tls_port")]
+    pub tls_port: u16,
+    /// `host:port` of the DNS server for dns-01 TXT records and the addresses of http-01 and
+    /// tls-alpn-01 targets; absent: the first nameserver of /etc/resolv.conf.
+    #[serde(default, deserialize_with = "optional_addr")]
+    pub resolver: Option<SocketAddr>,
+}
+
+impl Default for AcmeConfig {
+    fn default() -> Self {
+        AcmeConfig {
+            http_port: default_acme_http_port(),
+            tls_port: default_acme_tls_port(),
+            resolver: None,
+        }
+    }
+}
+
+fn default_acme_http_port() -> u16 {
+    80
+}
+
+fn default_acme_tls_port() -> u16 {
+    443
+}
+
+fn optional_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse()
+        .map(Some)
+        .map_err(|_| serde::de::Error::custom(format!("{s:?} is not ip:port")))
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -276,13 +394,15 @@ impl Config {
             .parent()
             .map(Path::to_owned)
             .unwrap_or_else(|| PathBuf::from("."));
-        Config::parse(&text, &base).map_err(|e| match e {
+        let mut config = Config::parse(&text, &base).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_owned(),
                 message,
             },
             other => other,
-        })
+        })?;
+        config.load_ncp_secrets()?;
+        Ok(config)
     }
 
     /// Parses config text whose relative paths are relative to `base_dir`.
@@ -323,6 +443,12 @@ impl Config {
                 )));
             }
         }
+        if parse_duration(&self.ncp.destroy_delay).is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "ncp.destroy_delay: {:?} is not a duration like 72h, 30m, 10s or 3d",
+                self.ncp.destroy_delay
+            )));
+        }
         for t in &self.tokens {
             if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(ConfigError::Invalid(format!(
@@ -332,6 +458,41 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Reads the secret of every `[[ncp_keys]]` entry: the file (0600/0640), else the systemd
+    /// credential of that name.
+    pub fn load_ncp_secrets(&mut self) -> Result<(), ConfigError> {
+        let mut secrets = BTreeMap::new();
+        for k in &self.ncp_keys {
+            if k.access_key.is_empty() || secrets.contains_key(&k.access_key) {
+                return Err(ConfigError::Invalid(format!(
+                    "ncp_keys: access_key of {} is empty or repeated",
+                    k.identity
+                )));
+            }
+            let mut path = self.resolve(&k.secret_file);
+            if !path.exists() {
+                if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+                    path = Path::new(&dir).join(&k.secret_file);
+                }
+            }
+            let secret = read_pin_file(&path).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "ncp_keys: secret of {}: {}",
+                    k.identity,
+                    e.to_string().trim_start_matches("HSM PIN: ")
+                ))
+            })?;
+            secrets.insert(k.access_key.clone(), Secret(secret.0));
+        }
+        self.ncp_secrets = secrets;
+        Ok(())
+    }
+
+    /// The destroy delay of the NCP edition, in seconds.
+    pub fn ncp_destroy_delay(&self) -> u64 {
+        parse_duration(&self.ncp.destroy_delay).unwrap_or(72 * 3600)
     }
 
     /// A path from the config, resolved against the config file's folder.

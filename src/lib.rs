@@ -4,6 +4,7 @@
 //! responses are laid out by `pki` and signed through the `pki::Signer` trait; metadata lives in
 //! sled (`store`); the CA domain is `ca`, revocation publishing `status`, HTTP `api` and `server`.
 
+pub mod acme;
 pub mod api;
 pub mod backup;
 pub mod ca;

@@ -97,7 +97,8 @@ pub fn run(options: &QuickstartOptions) -> Result<String, String> {
     write_tls(&dir.join("tls"))?;
 
     let metrics_port = metrics_port(options);
-    let config = config_text(&dir, options, metrics_port);
+    let mut config = config_text(&dir, options, metrics_port);
+    config.push_str(&write_ncp_keys(&dir.join("ncp"))?);
     write_new(&dir.join("pcad.toml"), config.as_bytes(), 0o640)?;
 
     let d = dir.display();
@@ -440,6 +441,45 @@ role = "VIEWER"
     )
 }
 
+/// The NAVER Cloud edition's demo credentials for appkey `demo`: `ncp/{admin,viewer}.access-key`
+/// and `.secret-key` (0600); returns their `[[ncp_keys]]` config entries.
+fn write_ncp_keys(dir: &Path) -> Result<String, String> {
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let random = |n: usize, alphabet: &[u8]| -> String {
+        (0..n)
+            .map(|_| alphabet[rand::random::<usize>() % alphabet.len()] as char)
+            .collect()
+    };
+    let mut text = String::from(
+        "\n# NAVER Cloud edition (/api/v1): request-signing keys, each bound to an appkey and a role.\n",
+    );
+    for (name, role) in [("admin", "ADMIN"), ("viewer", "VIEWER")] {
+        let access = random(20, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789");
+        let secret = random(
+            40,
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+        );
+        write_new(
+            &dir.join(format!("{name}.access-key")),
+            format!("{access}\n").as_bytes(),
+            0o644,
+        )?;
+        write_new(
+            &dir.join(format!("{name}.secret-key")),
+            format!("{secret}\n").as_bytes(),
+            0o600,
+        )?;
+        text.push_str(&format!(
+            "[[ncp_keys]]\naccess_key = \"{access}\"\nsecret_file = \"ncp/{name}.secret-key\"\n\
+             appkey = \"demo\"\nrole = \"{role}\"\nidentity = \"ncp-{name}\"\n\n"
+        ));
+    }
+    Ok(text)
+}
+
 /// A TOML basic string, quoted and escaped.
 fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
@@ -496,6 +536,20 @@ mod tests {
         // The config loads, names the token, and its PIN source works.
         let config = Config::load(&dir.join("pcad.toml")).unwrap();
         assert_eq!(config.hsm.token_label, "pcad");
+        // The NAVER Cloud edition's demo keys: named by the config, secrets private.
+        assert_eq!(config.ncp_keys.len(), 2);
+        for (name, role) in [("admin", Role::Admin), ("viewer", Role::Viewer)] {
+            let k = config
+                .ncp_keys
+                .iter()
+                .find(|k| k.identity == format!("ncp-{name}"))
+                .unwrap();
+            assert_eq!((k.appkey.as_str(), k.role), ("demo", role));
+            let access = fs::read_to_string(dir.join(format!("ncp/{name}.access-key"))).unwrap();
+            assert_eq!(access.trim(), k.access_key);
+            assert_eq!(mode(&dir.join(format!("ncp/{name}.secret-key"))), 0o600);
+            assert!(config.ncp_secrets.contains_key(&k.access_key));
+        }
         assert_eq!(config.hsm.module, Path::new(SOFTHSM));
         assert_eq!(
             config.hsm.env.get("SOFTHSM2_CONF").map(String::as_str),
@@ -734,6 +788,8 @@ mod tests {
         assert_eq!(config.hsm.sessions, 8);
         assert_eq!(config.tokens.len(), 1);
         assert_eq!(config.access.len(), 3);
+        assert_eq!(config.ncp_keys.len(), 1);
+        assert_eq!(config.ncp_destroy_delay(), 72 * 3600);
     }
 
     fn is_key_line(line: &str) -> bool {

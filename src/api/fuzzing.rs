@@ -14,4 +14,5 @@ pub fn check_bodies(bytes: &[u8]) {
     let _ = body::json::<TemplateBody>(bytes).and_then(|b| b.check());
     let _ = body::json::<LeafBody>(bytes).and_then(|b| b.check());
     let _ = RevokeBody::reason(bytes);
+    super::ncp::fuzz_bodies(bytes);
 }

@@ -42,6 +42,9 @@ pub(super) async fn route(
     }
     match (m.route, caller) {
         (Route::OpenApi, _) if method == Method::GET => Ok(super::reference::openapi()),
+        (route @ (Route::AcmeTokens(..) | Route::AcmeToken(..)), Some(who)) => {
+            super::acme::tokens(api, method, route, who, query, headers, body).await
+        }
         (route, Some(who)) => management(api, method, route, who, query, body).await,
         (_, None) => Err(ApiError::method_not_allowed(allow)),
     }
@@ -413,10 +416,10 @@ pub(crate) fn content_disposition(name: &str, ext: &str) -> String {
 }
 
 /// A parsed query string.
-struct Query(Vec<(String, String)>);
+pub(super) struct Query(Vec<(String, String)>);
 
 impl Query {
-    fn parse(q: &str) -> Result<Query, ApiError> {
+    pub(super) fn parse(q: &str) -> Result<Query, ApiError> {
         let mut out = Vec::new();
         for pair in q.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -462,7 +465,7 @@ impl Query {
     }
 
     /// `page` (from 0, default 0) and `size` (1 to 1000, default 10).
-    fn paging(&self) -> Result<(u64, u64), ApiError> {
+    pub(super) fn paging(&self) -> Result<(u64, u64), ApiError> {
         let num = |key: &str, default: u64| -> Result<u64, ApiError> {
             match self.get(key)? {
                 None => Ok(default),

@@ -2,6 +2,7 @@
 //! roles, and the handlers. Handlers return `Result<Reply, ApiError>`; only an `Authed` caller
 //! reaches a management handler.
 
+mod acme;
 mod auth;
 mod body;
 mod error;
@@ -9,6 +10,7 @@ mod error;
 pub mod fuzzing;
 mod handlers;
 mod leaf_body;
+pub mod ncp;
 pub mod public;
 mod reference;
 mod revocation;
@@ -16,7 +18,7 @@ pub mod route;
 pub mod source;
 mod views;
 
-pub use auth::{Authed, Peer};
+pub use auth::{authenticate as auth_v2, Authed, Peer};
 pub use error::ApiError;
 
 use std::sync::{Arc, RwLock};
@@ -57,6 +59,8 @@ pub struct Api {
     pub source: Arc<dyn source::StatusSource>,
     /// How long a request body may take to arrive (`limits.body_timeout_secs`).
     pub(crate) body_timeout: std::time::Duration,
+    /// The ACME server (`/acme/v2.0/cert/{certId}/...` on the API listener).
+    pub(crate) acme: crate::acme::Acme,
 }
 
 /// A successful answer before it becomes a response.
@@ -82,6 +86,7 @@ impl Api {
         });
         Api {
             body_timeout: std::time::Duration::from_secs(config.limits.body_timeout_secs),
+            acme: crate::acme::Acme::new(ca.clone(), config.acme.clone()),
             ca,
             access: Arc::new(RwLock::new(config)),
             source,
@@ -95,13 +100,17 @@ impl Api {
         peer: Arc<Peer>,
         listener: Listener,
     ) -> Response<Full<Bytes>> {
-        if listener == Listener::Public {
+        // The NAVER edition's public URLs (`/ext/{caTag}/...`) need the appliance's database.
+        if listener == Listener::Public && !req.uri().path().starts_with("/ext/") {
             return public::handle(&*self.source, req, self.body_timeout).await;
         }
         let (parts, body) = req.into_parts();
         if parts.uri.path().len() > PATH_LIMIT {
             let _ = self.read_body(body, &parts.headers).await;
             return error_response(ApiError::uri_too_long(PATH_LIMIT));
+        }
+        if ncp::owns(parts.uri.path()) {
+            return ncp::handle(self, parts, body, &peer, listener).await;
         }
         let body = match public::ocsp_fast(&*self.source, &parts, body, self.body_timeout).await {
             Ok(response) => return response,
@@ -111,6 +120,11 @@ impl Api {
         // the client still uploads makes HTTP/2 reset the stream and HTTP/1.1 close the
         // connection, so whether the client sees it would depend on timing.
         let body = self.read_body(body, &parts.headers).await;
+        if parts.uri.path().starts_with(acme::PREFIX) {
+            let response = acme::serve(self, &parts, body).await;
+            crate::metrics::METRICS.request("acme", response.status().as_u16());
+            return response;
+        }
         let mut route = "none";
         let result = match body {
             Ok(body) => self.dispatch(parts, body, &peer, &mut route).await,

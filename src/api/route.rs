@@ -28,6 +28,10 @@ pub enum Route {
     AuditEvents,
     /// GET `/openapi.json`: the API reference (API listener only).
     OpenApi,
+    /// `.../certs/{certId}/acme-tokens`.
+    AcmeTokens(u64, u64),
+    /// `.../certs/{certId}/acme-tokens/{tokenId}`.
+    AcmeToken(u64, u64, u64),
 }
 
 impl Route {
@@ -51,15 +55,20 @@ impl Route {
             Route::OcspGet(..) => "ocsp_get",
             Route::AuditEvents => "audit_events",
             Route::OpenApi => "openapi",
+            Route::AcmeTokens(..) => "acme_tokens",
+            Route::AcmeToken(..) => "acme_token",
         }
     }
 
     /// The methods the route answers, as the `Allow` header of a 405 lists them.
     pub fn allow(&self) -> &'static str {
         match self {
-            Route::Stores | Route::Certs(_) | Route::Templates(_) | Route::Crl(..) => {
-                "GET, HEAD, POST"
-            }
+            Route::Stores
+            | Route::Certs(_)
+            | Route::Templates(_)
+            | Route::Crl(..)
+            | Route::AcmeTokens(..) => "GET, HEAD, POST",
+            Route::AcmeToken(..) => "DELETE",
             Route::Store(_) | Route::Template(..) => "GET, HEAD, PUT, DELETE",
             Route::CertRevoke(..) | Route::TemplateIssue(..) | Route::Ocsp(_) => "POST",
             Route::Healthz
@@ -89,7 +98,9 @@ impl Route {
             | Route::Template(s, _)
             | Route::TemplateIssue(s, _)
             | Route::Ocsp(s)
-            | Route::OcspGet(s, _) => Some(*s),
+            | Route::OcspGet(s, _)
+            | Route::AcmeTokens(s, _)
+            | Route::AcmeToken(s, _, _) => Some(*s),
         }
     }
 
@@ -190,6 +201,10 @@ pub fn parse(path: &str) -> Result<Option<Matched>, ApiError> {
         ["certs", c, "crl"] => Route::Crl(store, id("issuerCertId", c)?),
         ["certs", c, "crl", "der"] => Route::CrlDer(store, id("issuerCertId", c)?),
         ["certs", c, "crl", "pem"] => Route::CrlPem(store, id("issuerCertId", c)?),
+        ["certs", c, "acme-tokens"] => Route::AcmeTokens(store, id("certId", c)?),
+        ["certs", c, "acme-tokens", t] => {
+            Route::AcmeToken(store, id("certId", c)?, id("tokenId", t)?)
+        }
         ["templates"] => Route::Templates(store),
         ["templates", t] => Route::Template(store, id("templateId", t)?),
         ["templates", t, "certificates"] => Route::TemplateIssue(store, id("templateId", t)?),
@@ -293,6 +308,14 @@ mod tests {
         assert_eq!(
             r("/v2.0/appkeys/k/ca-stores/7/templates/2/certificates"),
             Some(Route::TemplateIssue(7, 2))
+        );
+        assert_eq!(
+            r("/v2.0/appkeys/k/cas/7/certs/3/acme-tokens/9"),
+            Some(Route::AcmeToken(7, 3, 9))
+        );
+        assert_eq!(
+            r("/v2.0/appkeys/k/ca-stores/7/certs/3/acme-tokens"),
+            Some(Route::AcmeTokens(7, 3))
         );
         assert_eq!(r("/v2.0/appkeys/k/other"), None);
         assert_eq!(r("/nope"), None);

@@ -96,7 +96,8 @@ impl Ca {
             parent.as_ref(),
             id,
             &p,
-            &key,
+            Some(&key),
+            &key.spki_der,
             not_before,
             not_after,
         );
@@ -116,7 +117,8 @@ impl Ca {
         parent: Option<&CertRecord>,
         id: u64,
         p: &IssuerParams,
-        key: &crate::hsm::GeneratedKey,
+        key: Option<&crate::hsm::GeneratedKey>,
+        spki_der: &[u8],
         not_before: i64,
         not_after: i64,
     ) -> Result<CertRecord, CaError> {
@@ -139,7 +141,7 @@ impl Ca {
             issuer_cert: parent.map(|c| c.der.clone()),
             not_before,
             not_after,
-            spki_der: key.spki_der.clone(),
+            spki_der: spki_der.to_vec(),
             basic_constraints: BasicConstraints::Ca {
                 path_len: u8::try_from(p.max_depth).ok(),
             },
@@ -152,7 +154,7 @@ impl Ca {
             policies: vec![],
             sans,
             crl_url: parent.and_then(|c| self.crl_url(store, c.id)),
-            ocsp_url: parent.and_then(|_| self.ocsp_url(store)),
+            ocsp_url: parent.and_then(|c| self.ocsp_url(store, c.id)),
         };
         let (der, signed_with) = match parent {
             Some(parent) => {
@@ -161,6 +163,9 @@ impl Ca {
                 (cert::issue(&params, &signer)?, alg)
             }
             None => {
+                let key = key.ok_or_else(|| {
+                    CaError::Internal("a self-signed issuer needs its own key".into())
+                })?;
                 let signer = self.hsm.signer(key.id.clone(), p.signature_algorithm);
                 (cert::issue(&params, &signer)?, p.signature_algorithm)
             }
@@ -184,7 +189,7 @@ impl Ca {
             not_after: info.not_after,
             key_algorithm: p.key,
             signature_algorithm: signed_with,
-            issuer_key: Some(IssuerKey {
+            issuer_key: key.map(|key| IssuerKey {
                 key_id: key.id.to_hex(),
                 key_algorithm: p.key,
                 signature_algorithm: p.signature_algorithm,
@@ -217,6 +222,42 @@ impl Ca {
         self.db.durable()?;
         self.publisher.issued(store, &serial_rec, Some(&rec));
         Ok(rec)
+    }
+
+    /// An INTERMEDIATE certificate for a key held elsewhere (the NCP edition's Sign Sub Csr):
+    /// signed by `parent` like any INTERMEDIATE, recorded without an issuer key (pcad cannot
+    /// sign with it).
+    pub(crate) fn sign_external_issuer(
+        &self,
+        who: &Actor,
+        store: &StoreRecord,
+        parent: &CertRecord,
+        p: &IssuerParams,
+        spki_der: &[u8],
+    ) -> Result<CertRecord, CaError> {
+        self.check_issuer_usable(parent, "caTag")?;
+        let t = now();
+        let not_after = validity_end(t, p.validity, Some(parent.not_after))?;
+        if not_after > parent.not_after {
+            return Err(CaError::Invalid(
+                "INVALID_INPUT_PERIOD: period: The CA validity period can't be exceeded.".into(),
+            ));
+        }
+        if !self.hsm.is_up() {
+            return Err(CaError::HsmUnavailable("nothing was signed".into()));
+        }
+        let id = self.db.next_id()?;
+        self.sign_and_store_issuer(
+            who,
+            store,
+            Some(parent),
+            id,
+            p,
+            None,
+            spki_der,
+            t,
+            not_after,
+        )
     }
 
     /// The parent of a new INTERMEDIATE: an unrevoked, unexpired issuer of this store whose

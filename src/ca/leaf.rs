@@ -75,11 +75,26 @@ impl Ca {
                 ))
             })?;
         self.check_issuer_usable(&issuer, "template.parentCertId")?;
+        self.issue_leaf_with(who, &store, issuer, &t, Some(t.id), p)
+    }
 
-        let (subject, sans) = profile(&t, &p)?;
+    /// Issues a leaf of `issuer` under the rules of `t`, which the NCP edition builds in memory
+    /// (`template_id` None): the one issuing path of both editions.
+    pub(crate) fn issue_leaf_with(
+        &self,
+        who: &Actor,
+        store: &crate::store::StoreRecord,
+        issuer: CertRecord,
+        t: &TemplateRecord,
+        template_id: Option<u64>,
+        p: LeafParams,
+    ) -> Result<IssuedLeaf, CaError> {
+        let appkey = who.appkey.as_str();
+        let store_id = store.id;
+        let (subject, sans) = profile(t, &p)?;
         let start = now();
         let not_before = start - t.spec.back_date_validation as i64;
-        let not_after = leaf_end(start, p.validity, &t, issuer.not_after)?;
+        let not_after = leaf_end(start, p.validity, t, issuer.not_after)?;
 
         let (spki_der, key, key_algorithm) = match &p.mode {
             LeafMode::Generate => {
@@ -154,8 +169,8 @@ impl Ca {
             extended_key_usage: ekus,
             policies,
             sans,
-            crl_url: self.crl_url(&store, issuer.id),
-            ocsp_url: self.ocsp_url(&store),
+            crl_url: self.crl_url(store, issuer.id),
+            ocsp_url: self.ocsp_url(store, issuer.id),
         };
         let (der, info) = cert::issue_with_info(&params, &signer)?;
 
@@ -175,7 +190,7 @@ impl Ca {
             description: None,
             cert_type: CertType::Leaf,
             parent_cert_id: Some(issuer.id),
-            template_id: Some(t.id),
+            template_id,
             serial: serial.clone(),
             der: der.clone(),
             common_name: info.common_name.clone(),
@@ -206,12 +221,12 @@ impl Ca {
         let target = Target {
             store: Some(store_id),
             cert: cert_id,
-            template: Some(t.id),
+            template: template_id,
             serial: Some(serial.clone()),
         };
         self.audit(who, "LEAF_ISSUE", target, "SUCCESS")?;
         self.db.durable()?;
-        self.publisher.issued(&store, &serial_rec, rec.as_ref());
+        self.publisher.issued(store, &serial_rec, rec.as_ref());
         let above = self.chain(&issuer)?;
         let mut chain = Vec::with_capacity(1 + above.len());
         chain.push(issuer);

@@ -5,6 +5,7 @@
 mod audit;
 mod issuer;
 mod leaf;
+mod ncp;
 mod store;
 mod template;
 
@@ -12,6 +13,10 @@ pub use crate::store::TemplateSpec;
 pub use audit::{Actor, Target};
 pub use issuer::{IssuerParams, Validity};
 pub use leaf::{IssuedLeaf, LeafKey, LeafMode, LeafParams};
+pub use ncp::{
+    now_ms as ncp_now_ms, start_destroy_scheduler as start_ncp_destroy_scheduler, NcpCaParams,
+    NcpCaType, NcpLeaf, NcpStatus, NCP_STORE_NAME,
+};
 pub use store::StoreParams;
 
 use std::sync::Arc;
@@ -143,6 +148,9 @@ impl Ca {
     }
 
     pub(crate) fn crl_url(&self, store: &StoreRecord, issuer_id: u64) -> Option<String> {
+        if let Some(urls) = self.ncp_urls(issuer_id) {
+            return urls.0;
+        }
         store.crl_active.then(|| {
             format!(
                 "{}/v2.0/appkeys/{}/ca-stores/{}/certs/{}/crl/der",
@@ -154,7 +162,10 @@ impl Ca {
         })
     }
 
-    pub(crate) fn ocsp_url(&self, store: &StoreRecord) -> Option<String> {
+    pub(crate) fn ocsp_url(&self, store: &StoreRecord, issuer_id: u64) -> Option<String> {
+        if let Some(urls) = self.ncp_urls(issuer_id) {
+            return urls.1;
+        }
         store.ocsp_active.then(|| {
             format!(
                 "{}/v2.0/appkeys/{}/ca-stores/{}/ocsp",

@@ -14,6 +14,7 @@ pub mod ocsp;
 pub mod oid;
 pub mod pem;
 pub mod signer;
+pub mod subca;
 
 pub use alg::{HashAlg, KeyAlgorithm, KeyFamily, SignatureAlgorithm};
 pub use signer::{SignError, Signer};

@@ -83,6 +83,7 @@ async fn run(
     }
     publisher.start();
     let ca = Ca::new(db, hsm, &config.public.base_url, publisher.clone());
+    crate::ca::start_ncp_destroy_scheduler(ca.clone());
     // Shared by every connection; a request clones the Arc, not the state.
     let api = Arc::new(Api::new(ca, Arc::clone(&config)));
     let tls = Arc::new(RwLock::new(tls));

@@ -54,7 +54,11 @@ impl Publisher {
         let keep_after = previous.as_ref().map(|p| p.this_update).unwrap_or(i64::MIN);
         let number = db.next_crl_number(issuer.id)?;
         let this_update = now();
-        let next_update = this_update + i64::from(store.crl_refresh_period) * 86_400;
+        // An NCP CA may set its own cycle (Update CRL Config); otherwise the store's.
+        let days = db
+            .ncp_crl_days(issuer.id)?
+            .unwrap_or(store.crl_refresh_period);
+        let next_update = this_update + i64::from(days) * 86_400;
         let signer = self.signer_of(issuer)?;
         // Entries are encoded straight from the index into the CRL's buffer: a million-entry
         // list never exists as a list of values besides its DER.

@@ -1,16 +1,22 @@
 //! Everything sled: typed trees, id counters, indexes, and writes that are durable before the
 //! API answers.
 
+mod acme;
 mod audit;
 mod durable;
 mod ids;
+mod ncp;
 mod ocsp;
 mod records;
 mod snapshot;
 mod trees;
 
+pub use acme::{
+    AcmeAccount, AcmeAuthz, AcmeChallenge, AcmeIdentifier, AcmeOrder, AcmeToken, NONCE_TTL_SECS,
+};
 pub use audit::{AuditEvent, AuditFilter, PendingDestroy};
 pub use ids::IdKind;
+pub use ncp::{NcpCaRecord, NcpPending};
 pub use ocsp::{OcspRow, OcspRowRef, OcspSetChunks};
 pub use records::{
     CertRecord, CertType, CrlRecord, IssuerKey, Revocation, SerialRecord, StoreRecord,
@@ -56,6 +62,7 @@ pub enum StoreError {
 pub struct Db {
     db: sled::Db,
     trees: trees::Trees,
+    acme: acme::AcmeTrees,
     syncer: std::sync::Arc<Syncer>,
     /// Write methods against snapshots (`snapshot.rs`).
     gate: std::sync::Arc<snapshot::Gate>,
@@ -71,10 +78,12 @@ impl Db {
             .cache_capacity(CACHE_BYTES)
             .open()?;
         let trees = trees::Trees::open(&db)?;
+        let acme = acme::AcmeTrees::open(&db)?;
         let syncer = std::sync::Arc::new(Syncer::new(db.clone(), path));
         let this = Db {
             db,
             trees,
+            acme,
             syncer,
             gate: Default::default(),
         };

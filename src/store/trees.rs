@@ -265,6 +265,30 @@ impl Db {
 
     // ---- certificates ----
 
+    /// Removes one certificate record with its index entry, serial and revocation rows; for an
+    /// issuer also every serial, revocation row and CRL it signed (the NCP edition's Delete CA
+    /// and Trim CA). The caller deletes children before their issuer.
+    pub(super) fn delete_cert(&self, rec: &CertRecord) -> Result<(), StoreError> {
+        let t = &self.trees;
+        let issuer_id = rec.parent_cert_id.unwrap_or(rec.id);
+        t.certs.remove(rec.id.to_be_bytes())?;
+        t.store_certs.remove(two(rec.store_id, rec.id))?;
+        let sk = with_prefix(issuer_id, &rec.serial);
+        t.serials.remove(&sk)?;
+        t.revoked.remove(&sk)?;
+        if rec.is_issuer() {
+            for s in t.serials.scan_prefix(rec.id.to_be_bytes()).keys() {
+                t.serials.remove(s?)?;
+            }
+            for s in t.revoked.scan_prefix(rec.id.to_be_bytes()).keys() {
+                t.revoked.remove(s?)?;
+            }
+            t.crls.remove(rec.id.to_be_bytes())?;
+            t.blobs.remove(blob_key("crl/", rec.store_id, rec.id))?;
+        }
+        Ok(())
+    }
+
     /// Records an issued certificate: its serial (unique per issuer) and, unless the template
     /// keeps nothing, its record. Self-signed roots are their own issuer (`serial.issuer_id`).
     /// A serial the issuer already used is a conflict, and then nothing is written.

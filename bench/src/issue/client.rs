@@ -114,6 +114,40 @@ impl Conn {
         Ok((status, body))
     }
 
+    /// Sends one request with a body of `content_type`; returns status, headers and body.
+    #[allow(dead_code)] // acme-bench's; issue-bench includes this file too
+    pub async fn request(
+        &mut self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<(StatusCode, hyper::HeaderMap, Bytes), String> {
+        self.sender
+            .ready()
+            .await
+            .map_err(|e| format!("connection: {e}"))?;
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, "localhost")
+            .header(CONTENT_TYPE, content_type)
+            .body(Full::new(body))
+            .map_err(|e| e.to_string())?;
+        let response = self
+            .sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| format!("response body: {e}"))?
+            .to_bytes();
+        Ok((parts.status, parts.headers, body))
+    }
+
     /// A management call that must succeed: returns the envelope's `body`.
     pub async fn api(&mut self, method: Method, path: &str, json: &Value) -> Result<Value, String> {
         let (status, body) = self

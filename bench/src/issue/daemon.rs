@@ -27,6 +27,11 @@ impl Daemon {
     /// Runs `pcad quickstart` in `dir` (which must be empty) and starts `pcad serve` on it;
     /// returns once the API port accepts connections (at most 30 s).
     pub fn start(pcad: &Path, dir: &Path) -> Result<Daemon, String> {
+        Daemon::start_with(pcad, dir, "")
+    }
+
+    /// As `start`, with `extra` appended to the quickstart config (e.g. an `[acme]` section).
+    pub fn start_with(pcad: &Path, dir: &Path, extra: &str) -> Result<Daemon, String> {
         let (api_port, public_port) = free_ports()?;
         let out = Command::new(pcad)
             .arg("quickstart")
@@ -43,6 +48,12 @@ impl Daemon {
             ));
         }
         let config_path = dir.join("pcad.toml");
+        if !extra.is_empty() {
+            let mut text =
+                std::fs::read_to_string(&config_path).map_err(|e| format!("pcad.toml: {e}"))?;
+            text.push_str(extra);
+            std::fs::write(&config_path, text).map_err(|e| format!("pcad.toml: {e}"))?;
+        }
         let config = Config::load(&config_path).map_err(|e| e.to_string())?;
         let log = File::create(dir.join("pcad.log")).map_err(|e| format!("pcad.log: {e}"))?;
         let log2 = log.try_clone().map_err(|e| format!("pcad.log: {e}"))?;
