@@ -2,7 +2,8 @@
 response and CRL to a real `redis-server` started here; two `pcad responder` processes serve
 the public routes from it. Byte-identical answers, revoke propagation (measured), unknown and
 corrupt entries, and the faults: appliance kill -9, Redis stopped / emptied / refusing writes,
-and Redis Cluster of three primaries.
+and Redis Cluster of three primaries. The NAVER Cloud edition's `/ext/{caTag}/ocsp` and `/crl`
+too: a CA made through /api/v1, byte-identical answers, its caTag republished and removed.
 
 The tests of this module run in order and share one appliance and one Redis."""
 
