@@ -2,7 +2,8 @@
 response and CRL to a real `redis-server` started here; two `pcad responder` processes serve
 the public routes from it. Byte-identical answers, revoke propagation (measured), unknown and
 corrupt entries, and the faults: appliance kill -9, Redis stopped / emptied / refusing writes,
-and Redis Cluster of three primaries.
+and Redis Cluster of three primaries. The NAVER Cloud edition's `/ext/{caTag}/ocsp` and `/crl`
+too: a CA made through /api/v1, byte-identical answers, its caTag republished and removed.
 
 The tests of this module run in order and share one appliance and one Redis."""
 
@@ -16,6 +17,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import hashes
 
+from ncp_client import Ncp
 from pcadtest import Api, ok, unique
 from revocation_helpers import build_chain
 from scaleout_helpers import (
@@ -110,6 +112,40 @@ def status_on(base, pki, leaf, algorithm=None):
 
 def statuses(base, pki, leaves):
     return [status_on(base, pki, leaf) for leaf in leaves]
+
+
+@pytest.fixture(scope="module")
+def ncp_ca(appliance):
+    """A NAVER Cloud root CA made through /api/v1, with one end certificate."""
+    from cryptography import x509
+    d = appliance.dir / "ncp"
+    admin = Ncp(appliance, (d / "admin.access-key").read_text().strip(),
+                (d / "admin.secret-key").read_text().strip())
+    root = admin.create_ca(f"scaleout-{secrets.token_hex(3)}")
+    t = root["caInfo"]["caTag"]
+    leaf = admin.ok(admin.post(f"/api/v1/ca/{t}/cert", {
+        "keyType": "EC256", "period": "90", "x509Parameters": {"commonName": "ext.example.com"}}))
+    return {"admin": admin, "tag": t, "serial": leaf["serialNo"],
+            "root": x509.load_pem_x509_certificate(root["caCertInfo"]["certPem"].encode()),
+            "leaf": x509.load_pem_x509_certificate(leaf["certificate"].encode())}
+
+
+def ext_answers(base, ncp_ca, tag=None):
+    """POST and GET OCSP and the CRL at /ext/{caTag}."""
+    t = tag or ncp_ca["tag"]
+    der = ocsp_request(ncp_ca["leaf"], ncp_ca["root"])
+    get_tail = urllib.parse.quote(base64.b64encode(der).decode(), safe="")
+    return [post(base, f"/ext/{t}/ocsp", der),
+            requests.get(f"{base}/ext/{t}/ocsp/{get_tail}", timeout=5),
+            requests.get(f"{base}/ext/{t}/crl", timeout=5)]
+
+
+def assert_ext_same(appliance, responders, ncp_ca, tag=None):
+    want = ext_answers(appliance.public_url, ncp_ca, tag)
+    for r in responders:
+        for a, b, what in zip(want, ext_answers(r.base, ncp_ca, tag), ["POST", "GET", "CRL"]):
+            assert_same(a, b, f"/ext {what} on {r.base}")
+    return want
 
 
 def health(appliance):
@@ -223,6 +259,41 @@ def test_revoke_reaches_both_responders_fast(appliance, pki, responders):
     listed = {e.serial_number for e in crl}
     assert all(int(leaf.serial, 16) in listed for leaf in leaves), "revoked serials on the CRL"
     assert time.monotonic() - t0 < 2
+
+
+def test_ncp_ext_answers_byte_for_byte_from_redis(appliance, responders, redis, ncp_ca):
+    t, admin = ncp_ca["tag"], ncp_ca["admin"]
+    fields = redis.cli("HGETALL", f"pcad:ncp:{t}", raw=True).split()
+    assert dict(zip(fields[::2], fields[1::2]))["appkey"] == "demo", fields
+    # Good, then revoked through /api/v1: the same bytes from the appliance and both responders.
+    for r in responders:
+        wait_until(lambda r=r: status_of(r.base, ncp_ca) == "good", 5, "good on the responder")
+    want = assert_ext_same(appliance, responders, ncp_ca)
+    assert [a.status_code for a in want] == [200, 200, 200]
+    assert cert_status(want[0].content) == "good"
+    assert admin.ok(admin.post(f"/api/v1/ca/{t}/cert/{ncp_ca['serial']}/revoke")) is None
+    for r in responders:
+        wait_until(lambda r=r: status_of(r.base, ncp_ca) == "revoked", 5,
+                   "revoked on the responder")
+    crl_now = lambda: requests.get(f"{appliance.public_url}/ext/{t}/crl", timeout=5).content
+    for r in responders:
+        wait_until(lambda r=r: requests.get(f"{r.base}/ext/{t}/crl", timeout=5).content
+                   == crl_now(), 5, "the revoked CRL on the responder")
+    want = assert_ext_same(appliance, responders, ncp_ca)
+    assert cert_status(want[1].content) == "revoked"
+    from cryptography import x509
+    crl = x509.load_der_x509_crl(want[2].content)
+    assert crl.get_revoked_certificate_by_serial_number(ncp_ca["leaf"].serial_number)
+    assert crl.is_signature_valid(ncp_ca["root"].public_key())
+    # An unknown caTag: the appliance's answer (NOT_FOUND in the NCP envelope), byte for byte.
+    want = assert_ext_same(appliance, responders, ncp_ca, tag="nosuchcatag")
+    assert [a.status_code for a in want] == [404, 404, 404]
+    assert want[0].json() == {"code": "NOT_FOUND", "msg": "The CA doesn't exist.", "data": None}
+
+
+def status_of(base, ncp_ca):
+    der = ocsp_request(ncp_ca["leaf"], ncp_ca["root"])
+    return cert_status(post(base, f"/ext/{ncp_ca['tag']}/ocsp", der).content)
 
 
 def test_corrupt_value_is_ignored_and_logged(pki, responders, redis):
@@ -358,6 +429,26 @@ def test_flushall_everything_republished(appliance, pki, responders, redis):
     for r in responders:
         wait_until(lambda r=r: r.health()[0] == 200, 10, "responder healthy")
         assert statuses(r.base, pki, pki["leaves"]) == want
+
+
+def test_ncp_ca_tag_republished_then_gone_with_the_ca(appliance, responders, redis, ncp_ca):
+    t, admin = ncp_ca["tag"], ncp_ca["admin"]
+    # The FLUSHALL above: the full republish brought the caTag back.
+    wait_until(lambda: redis.cli("EXISTS", f"pcad:ncp:{t}", raw=True).strip() == "1", 30,
+               "caTag republished")
+    for r in responders:
+        wait_until(lambda r=r: r.health()[0] == 200, 10, "responder healthy")
+    assert_ext_same(appliance, responders, ncp_ca)
+    # Destroyed: the key is deleted and the responders forget the tag at once.
+    admin.ok(admin.put(f"/api/v1/ca/{t}", {"status": "DESTROYING"}))
+    assert admin.ok(admin.delete(f"/api/v1/ca/{t}")) is None
+    wait_until(lambda: redis.cli("EXISTS", f"pcad:ncp:{t}", raw=True).strip() == "0", 5,
+               "caTag deleted from Redis")
+    for r in responders:
+        wait_until(lambda r=r: requests.get(f"{r.base}/ext/{t}/crl", timeout=5).status_code
+                   == 404, 5, "destroyed CA forgotten by the responder")
+    want = assert_ext_same(appliance, responders, ncp_ca)
+    assert [a.status_code for a in want] == [404, 404, 404]
 
 
 def test_redis_refusing_writes_never_fails_a_revoke(appliance, pki, responders, redis):

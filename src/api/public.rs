@@ -1,5 +1,5 @@
 //! The public listener's routes (OCSP GET/POST under both path editions, CRL DER/PEM,
-//! `/healthz`), answered from any `StatusSource`: the appliance's public listener and the
+//! `/healthz`, the NAVER edition's `/ext/{caTag}/{ocsp,crl}`), answered from any `StatusSource`: the appliance's public listener and the
 //! stateless responders (`pcad responder`) run this same code.
 
 use std::time::Duration;
@@ -26,6 +26,11 @@ pub async fn handle(
     if parts.uri.path().len() > PATH_LIMIT {
         let _ = read_body_within(body, &parts.headers, body_timeout).await;
         return error_response(ApiError::uri_too_long(PATH_LIMIT));
+    }
+    // The NAVER edition's `/ext/{caTag}/...`: on the appliance, `Api::handle` sends these to
+    // the edition (the CA certificate needs the database); here, its shared OCSP and CRL code.
+    if parts.uri.path().starts_with("/ext/") {
+        return super::ncp::serve_ext(source, parts, body, body_timeout).await;
     }
     let body = match ocsp_fast(source, &parts, body, body_timeout).await {
         Ok(response) => return response,

@@ -15,7 +15,7 @@ use super::error::ApiError;
 use super::Reply;
 use crate::ca::Ca;
 use crate::pki::ocsp::{OcspErrorStatus, RequestedCertId};
-use crate::status::OcspAnswer;
+use crate::status::{CaTagTarget, OcspAnswer};
 use crate::store::CrlRecord;
 
 /// A boxed, sendable future.
@@ -46,6 +46,9 @@ pub trait StatusSource: Send + Sync {
         store_id: u64,
         issuer_id: u64,
     ) -> BoxFuture<'a, Result<(CrlRecord, Vec<u8>), ApiError>>;
+
+    /// Where a NAVER Cloud CA's `/ext/{caTag}` answers are; `None` for an unknown tag.
+    fn ca_tag<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, Result<Option<CaTagTarget>, ApiError>>;
 
     /// `GET /healthz`.
     fn health(&self) -> Reply;
@@ -110,6 +113,25 @@ impl StatusSource for ApplianceSource {
             .await
             .map_err(|e| ApiError::internal(format!("task failed: {e}")))?
             .map_err(ApiError::from)
+        })
+    }
+
+    fn ca_tag<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, Result<Option<CaTagTarget>, ApiError>> {
+        let ca = self.ca.clone();
+        let tag = tag.to_owned();
+        Box::pin(async move {
+            let found = tokio::task::spawn_blocking(move || ca.db.ncp_ca(&tag))
+                .await
+                .map_err(|e| ApiError::internal(format!("task failed: {e}")))?
+                .map_err(|e| ApiError::from(crate::ca::CaError::from(e)))?;
+            // A CA without its certificate yet (a pending sub CA) has no answers.
+            Ok(found.and_then(|c| {
+                Some(CaTagTarget {
+                    issuer_id: c.cert_id?,
+                    appkey: c.appkey.into(),
+                    store_id: c.store_id,
+                })
+            }))
         })
     }
 

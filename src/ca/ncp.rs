@@ -101,6 +101,21 @@ pub fn ncp_signature_algorithm(key: KeyAlgorithm) -> SignatureAlgorithm {
 }
 
 impl Ca {
+    /// Tells the responders where the CA's `/ext/{caTag}` answers are (once it has a
+    /// certificate).
+    fn publish_tag(&self, ca: &NcpCaRecord) {
+        if let Some(issuer_id) = ca.cert_id {
+            self.publisher.ca_tag(
+                &ca.ca_tag,
+                Some(crate::status::CaTagTarget {
+                    appkey: ca.appkey.as_str().into(),
+                    store_id: ca.store_id,
+                    issuer_id,
+                }),
+            );
+        }
+    }
+
     /// The store holding the NCP CAs of the caller's appkey, made on first use.
     pub fn ncp_store(&self, who: &Actor) -> Result<StoreRecord, CaError> {
         if let Some(id) = self.db.ncp_store_id(&who.appkey)? {
@@ -281,6 +296,7 @@ impl Ca {
             "SUCCESS",
         )?;
         self.db.durable()?;
+        self.publish_tag(&rec);
         // The first CRL was signed before the CA had its tag; sign it again so it is there.
         if let Err(e) = self.publisher.renew_crl(&store, &cert) {
             log::warn!("first CRL of NCP CA {} not signed yet: {e}", rec.ca_tag);
@@ -492,6 +508,7 @@ impl Ca {
         )?;
         self.db.durable()?;
         self.publisher.issued(&store, &serial_rec, Some(&rec));
+        self.publish_tag(&ca);
         Ok(ca)
     }
 
@@ -836,6 +853,9 @@ impl Ca {
             self.audit(who, "NCP_CA_DESTROY", cert_target(c, c.cert_id), "SUCCESS")?;
         }
         self.db.durable()?;
+        for c in &tree {
+            self.publisher.ca_tag(&c.ca_tag, None);
+        }
         if let Some(store) = &store {
             self.publisher.store_changed(store);
         }

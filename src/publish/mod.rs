@@ -11,6 +11,9 @@
 //! - `pcad:crl:{store}:{issuer}`: hash `der` (the CRL DER), `this`, `next`; expires at `next`.
 //! - `pcad:store:{store}`: hash `appkey` (the tenant; requests under another appkey find
 //!   nothing), `ocsp` (`0` while the store's OCSP is off). No expiry; deleted with the store.
+//! - `pcad:ncp:{caTag}`: hash `appkey`, `store`, `issuer` (decimal ids): where a NAVER Cloud
+//!   CA's `/ext/{caTag}` answers are (the `pcad:ocsp:{store}:…` and `pcad:crl:{store}:{issuer}`
+//!   keys). No expiry; deleted with the CA.
 //! - `pcad:marker`: set after a full republish. Its absence means Redis lost its data: the
 //!   appliance republishes everything, responders keep to their caches meanwhile.
 //! - channel `pcad:changes`: the name of each key written or deleted.
@@ -233,12 +236,17 @@ fn store_key(store_id: u64) -> String {
     format!("pcad:store:{store_id}")
 }
 
+fn tag_key(tag: &str) -> String {
+    format!("pcad:ncp:{tag}")
+}
+
 /// What a key names.
 #[derive(Debug, PartialEq, Eq)]
 enum Key {
     Ocsp(u64, Vec<u8>),
     Crl(u64, u64),
     Store(u64),
+    Tag(String),
     Marker,
 }
 
@@ -258,6 +266,7 @@ fn parse_key(key: &str) -> Option<Key> {
             Some(Key::Crl(store.parse().ok()?, issuer.parse().ok()?))
         }
         "store" => Some(Key::Store(rest.parse().ok()?)),
+        "ncp" if !rest.is_empty() => Some(Key::Tag(rest.to_owned())),
         _ => None,
     }
 }
@@ -301,6 +310,14 @@ redis.call('PUBLISH', ARGV[3], KEYS[1])
 return 1
 ";
 
+/// Sets where a `caTag`'s answers are (replacing what was there) and announces it.
+const TAG_SCRIPT: &str = r"
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'appkey', ARGV[1], 'store', ARGV[2], 'issuer', ARGV[3])
+redis.call('PUBLISH', ARGV[4], KEYS[1])
+return 1
+";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,12 +330,14 @@ mod tests {
         assert_eq!(parse_key(&crl_key(7, 9)), Some(Key::Crl(7, 9)));
         assert_eq!(parse_key(&store_key(7)), Some(Key::Store(7)));
         assert_eq!(parse_key(MARKER), Some(Key::Marker));
+        assert_eq!(parse_key(&tag_key("a1b2")), Some(Key::Tag("a1b2".into())));
         for bad in [
             "pcad:ocsp:x:00",
             "pcad:ocsp:7:0",
             "pcad:ocsp:7:zz",
             "other",
             "pcad:crl:1",
+            "pcad:ncp:",
         ] {
             assert_eq!(parse_key(bad), None, "{bad}");
         }

@@ -11,7 +11,7 @@ use redis::Script;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::{crl_key, ocsp_key, store_key, Conn, Target, CHANNEL, MARKER};
+use super::{crl_key, ocsp_key, store_key, tag_key, Conn, Target, CHANNEL, MARKER};
 use crate::status::{Signed, Sink};
 
 /// Starts the publisher task on the current runtime and attaches it to `status`.
@@ -144,6 +144,8 @@ enum Op {
         /// `None` leaves the OCSP switch as it is.
         ocsp: Option<bool>,
     },
+    /// Where a `caTag`'s answers are.
+    Tag(crate::status::CaTagTarget),
 }
 
 struct Pending {
@@ -174,6 +176,7 @@ struct Worker {
     put: Script,
     del: Script,
     store: Script,
+    tag: Script,
 }
 
 /// Writes in flight at once.
@@ -203,6 +206,7 @@ impl Worker {
             put: Script::new(super::PUT_SCRIPT),
             del: Script::new(super::DEL_SCRIPT),
             store: Script::new(super::STORE_SCRIPT),
+            tag: Script::new(super::TAG_SCRIPT),
         }
     }
 
@@ -351,6 +355,9 @@ impl Worker {
                 self.stores.remove(&store_id);
                 add(store_key(store_id), Op::Del);
             }
+            Signed::CaTag { tag, target } => {
+                add(tag_key(&tag), target.map_or(Op::Del, Op::Tag));
+            }
         }
     }
 
@@ -374,6 +381,7 @@ impl Worker {
             for (key, seq, op) in chunk.iter().cloned() {
                 let mut conn = conn.clone();
                 let (put, del, store) = (self.put.clone(), self.del.clone(), self.store.clone());
+                let tag = self.tag.clone();
                 set.spawn(async move {
                     let r: redis::RedisResult<i64> = match &op {
                         Op::Put {
@@ -402,6 +410,15 @@ impl Worker {
                                 .key(&key)
                                 .arg(appkey.as_deref().unwrap_or(""))
                                 .arg(o)
+                                .arg(CHANNEL)
+                                .invoke_async(&mut conn)
+                                .await
+                        }
+                        Op::Tag(t) => {
+                            tag.key(&key)
+                                .arg(&*t.appkey)
+                                .arg(t.store_id)
+                                .arg(t.issuer_id)
                                 .arg(CHANNEL)
                                 .invoke_async(&mut conn)
                                 .await

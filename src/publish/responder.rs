@@ -17,12 +17,12 @@ use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use super::{crl_key, ocsp_key, parse_key, store_key, Conn, Key, Target, CHANNEL, MARKER};
+use super::{crl_key, ocsp_key, parse_key, store_key, tag_key, Conn, Key, Target, CHANNEL, MARKER};
 use crate::api::source::{BoxFuture, StatusSource};
 use crate::api::{ApiError, Reply};
 use crate::clock::now;
 use crate::pki::ocsp::{OcspErrorStatus, RequestedCertId};
-use crate::status::{CachedResponse, OcspAnswer};
+use crate::status::{CaTagTarget, CachedResponse, OcspAnswer};
 use crate::store::CrlRecord;
 
 /// What `pcad responder` is given (flags, or `[responder]` of a config file).
@@ -100,6 +100,8 @@ pub struct RedisSource {
     ocsp: RwLock<OcspCache>,
     crls: RwLock<HashMap<(u64, u64), Crl>>,
     stores: RwLock<HashMap<u64, StoreMeta>>,
+    /// NAVER Cloud `caTag` → where its answers are (known tags only).
+    tags: RwLock<HashMap<String, CaTagTarget>>,
     /// Bumped by every announcement and revalidation: a read begun before must not cache.
     epoch: AtomicU64,
     /// Subscribed and answering.
@@ -120,6 +122,7 @@ impl RedisSource {
             ocsp: RwLock::default(),
             crls: RwLock::default(),
             stores: RwLock::default(),
+            tags: RwLock::default(),
             epoch: AtomicU64::new(0),
             up: AtomicBool::new(false),
             ready: AtomicBool::new(false),
@@ -223,6 +226,11 @@ impl RedisSource {
                     m.remove(&store);
                 }
             }
+            Some(Key::Tag(tag)) => {
+                if let Ok(mut m) = self.tags.write() {
+                    m.remove(&tag);
+                }
+            }
             Some(Key::Marker) | None => {}
         }
     }
@@ -286,8 +294,11 @@ impl RedisSource {
                 }
             }
         }
-        // CRLs are few: re-read on the next request.
+        // CRLs and caTags are few: re-read on the next request.
         if let Ok(mut m) = self.crls.write() {
+            m.clear();
+        }
+        if let Ok(mut m) = self.tags.write() {
             m.clear();
         }
         log::info!("revalidated {n} cached OCSP responses against Redis");
@@ -321,6 +332,20 @@ fn parse_meta(fields: &Option<HashMap<String, Vec<u8>>>) -> Option<StoreMeta> {
     Some(StoreMeta {
         appkey: appkey.into(),
         ocsp: f.get("ocsp").is_none_or(|v| v.as_slice() != b"0"),
+    })
+}
+
+fn parse_tag(f: &HashMap<String, Vec<u8>>) -> Result<CaTagTarget, String> {
+    let appkey = f
+        .get("appkey")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .filter(|a| !a.is_empty())
+        .ok_or("no appkey")?;
+    let id = |name| u64::try_from(int(f, name)?).map_err(|_| format!("field {name}: negative"));
+    Ok(CaTagTarget {
+        appkey: appkey.into(),
+        store_id: id("store")?,
+        issuer_id: id("issuer")?,
     })
 }
 
@@ -472,6 +497,40 @@ impl StatusSource for RedisSource {
                 }
             }
             Ok((rec, der))
+        })
+    }
+
+    fn ca_tag<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, Result<Option<CaTagTarget>, ApiError>> {
+        Box::pin(async move {
+            let cached = self.tags.read().ok().and_then(|m| m.get(tag).cloned());
+            if let Some(t) = cached {
+                return Ok(Some(t));
+            }
+            if !self.confirmed() {
+                return Err(ApiError::unavailable(
+                    "Redis unreachable and caTag not cached",
+                ));
+            }
+            let epoch = self.epoch.load(Ordering::SeqCst);
+            let key = tag_key(tag);
+            let fields = match self.hgetall(&key).await {
+                Ok(Some(f)) => f,
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(ApiError::unavailable(format!("Redis: {e}"))),
+            };
+            let target = match parse_tag(&fields) {
+                Ok(t) => t,
+                Err(why) => {
+                    self.corrupt(&key, &why);
+                    return Ok(None);
+                }
+            };
+            if self.epoch.load(Ordering::SeqCst) == epoch {
+                if let Ok(mut m) = self.tags.write() {
+                    m.insert(tag.to_owned(), target.clone());
+                }
+            }
+            Ok(Some(target))
         })
     }
 
@@ -671,6 +730,30 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
             .collect()
+    }
+
+    #[test]
+    fn tags_parse() {
+        let t = parse_tag(&fields(&[
+            ("appkey", b"k"),
+            ("store", b"3"),
+            ("issuer", b"9"),
+        ]));
+        assert_eq!(
+            t,
+            Ok(CaTagTarget {
+                appkey: "k".into(),
+                store_id: 3,
+                issuer_id: 9
+            })
+        );
+        for bad in [
+            fields(&[("store", b"3"), ("issuer", b"9")]),
+            fields(&[("appkey", b"k"), ("store", b"-3"), ("issuer", b"9")]),
+            fields(&[("appkey", b"k"), ("store", b"3")]),
+        ] {
+            assert!(parse_tag(&bad).is_err());
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ mod sink;
 
 pub use cache::{CachedResponse, OcspAnswer, OcspEntry};
 pub use presign::RefreshStats;
-pub use sink::{Signed, Sink};
+pub use sink::{CaTagTarget, Signed, Sink};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
@@ -189,6 +189,18 @@ impl Publisher {
             })
             .collect();
         let db = &self.inner.db;
+        for ca in db.all_ncp_cas().unwrap_or_default() {
+            if let Some(issuer_id) = ca.cert_id {
+                out.push(Signed::CaTag {
+                    tag: ca.ca_tag.as_str().into(),
+                    target: Some(CaTagTarget {
+                        appkey: ca.appkey.as_str().into(),
+                        store_id: ca.store_id,
+                        issuer_id,
+                    }),
+                });
+            }
+        }
         for store in db.all_stores().unwrap_or_default() {
             if !store.ocsp_active {
                 // Responses published before OCSP was turned off are not to be served.
@@ -304,6 +316,15 @@ impl Publisher {
             .cache
             .sink
             .send(|| Signed::StoreGone { store_id: store.id });
+    }
+
+    /// A NAVER Cloud CA was created or activated (`Some` target) or destroyed (`None`): the
+    /// responders learn where its `/ext/{caTag}` answers are.
+    pub fn ca_tag(&self, tag: &str, target: Option<CaTagTarget>) {
+        self.inner.cache.sink.send(|| Signed::CaTag {
+            tag: tag.into(),
+            target,
+        });
     }
 
     /// Answers an OCSP request from the cache when it can (the hot path: no HSM, no database).

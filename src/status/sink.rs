@@ -34,6 +34,20 @@ pub enum Signed {
     OcspOff { store_id: u64 },
     /// The store was deleted: nothing of it is to be served.
     StoreGone { store_id: u64 },
+    /// A NAVER Cloud CA's `caTag` and where its `/ext/{caTag}` answers live; `None` when the
+    /// CA is gone.
+    CaTag {
+        tag: Arc<str>,
+        target: Option<CaTagTarget>,
+    },
+}
+
+/// Where a `caTag`'s OCSP responses and CRL are: its tenant, store and CA certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaTagTarget {
+    pub appkey: Arc<str>,
+    pub store_id: u64,
+    pub issuer_id: u64,
 }
 
 /// Where signed things go.

@@ -25,6 +25,7 @@ use serde_json::{json, Value};
 use self::auth::NcpCaller;
 use self::body::Obj;
 use self::envelope::{success, NcpError};
+use super::source::StatusSource;
 use super::{Api, Listener};
 use crate::ca::{Ca, CaError, LeafMode, NcpCaParams, NcpCaType, NcpStatus};
 use crate::config::Role;
@@ -47,20 +48,10 @@ pub async fn handle(
 ) -> Response<Full<Bytes>> {
     let path = parts.uri.path().to_owned();
     // Every answer, errors included, is given after the body was read (see `Api::handle`).
-    let body = api.read_body(body, &parts.headers).await.map_err(|e| {
-        if e.status == StatusCode::PAYLOAD_TOO_LARGE {
-            NcpError::Gateway {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                error_code: "430",
-                message: "Request Entity Too Large",
-            }
-        } else {
-            NcpError::bad(
-                "INVALID_REQUEST",
-                "Invalid request. (body could not be read)",
-            )
-        }
-    });
+    let body = api
+        .read_body(body, &parts.headers)
+        .await
+        .map_err(body_error);
     let result = if let Err(e) = body {
         Err(e)
     } else if let Some(rest) = path.strip_prefix("/ext/") {
@@ -81,6 +72,22 @@ pub async fn handle(
     };
     crate::metrics::METRICS.request(route, response.status().as_u16());
     response
+}
+
+/// A body that could not be read, in this edition's envelope.
+fn body_error(e: super::ApiError) -> NcpError {
+    if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+        NcpError::Gateway {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            error_code: "430",
+            message: "Request Entity Too Large",
+        }
+    } else {
+        NcpError::bad(
+            "INVALID_REQUEST",
+            "Invalid request. (body could not be read)",
+        )
+    }
 }
 
 /// What a route needs of its caller.
@@ -688,68 +695,120 @@ fn check_csr_key(o: &Obj, key: KeyAlgorithm) -> Result<(), NcpError> {
 }
 
 /// `/ext/{caTag}/ocsp` (POST, and GET `/ext/{caTag}/ocsp/{request}`), `/ext/{caTag}/crl` (DER)
-/// and `/ext/{caTag}/ca` (the CA certificate, DER): public, no authentication.
+/// and `/ext/{caTag}/ca` (the CA certificate, DER): public, no authentication. OCSP and CRL are
+/// answered by `ext_public`, the code the responders run too; the CA certificate needs the
+/// appliance's database.
 async fn ext(
     api: &Api,
     parts: &hyper::http::request::Parts,
     body: Bytes,
     rest: &str,
 ) -> Result<Response<Full<Bytes>>, NcpError> {
+    if let Some(r) = ext_public(&*api.source, parts, &body, rest).await {
+        return r;
+    }
     let (tag, what) = rest.split_once('/').ok_or_else(NcpError::no_route)?;
-    let tag = tag.to_owned();
-    let ca = {
-        let t = tag.clone();
-        blocking(api, move |c| {
-            c.db.ncp_ca(&t)?
-                .ok_or_else(|| CaError::NotFound("NOT_FOUND: The CA doesn't exist.".into()))
-        })
-        .await?
-    };
     let m = &parts.method;
-    if what == "ocsp" && m == Method::POST {
-        return Ok(super::revocation::ocsp(
-            &*api.source,
-            &ca.appkey,
-            ca.store_id,
-            None,
-            &parts.headers,
-            &body,
-        )
-        .await);
-    }
-    if let Some(req) = what.strip_prefix("ocsp/") {
-        if m == Method::GET || m == Method::HEAD {
-            return Ok(super::revocation::ocsp(
-                &*api.source,
-                &ca.appkey,
-                ca.store_id,
-                Some(req),
-                &parts.headers,
-                &[],
-            )
-            .await);
-        }
-    }
-    if m != Method::GET && m != Method::HEAD {
+    if what != "ca" || (m != Method::GET && m != Method::HEAD) {
         return Err(NcpError::no_route());
     }
-    let (der, content_type) = match what {
-        "crl" => (
-            blocking(api, move |c| c.ncp_crl(&ca)).await?,
-            "application/pkix-crl",
-        ),
-        "ca" => (
-            blocking(api, move |c| Ok(c.ncp_cert(&ca)?.der)).await?,
-            "application/pkix-cert",
-        ),
-        _ => return Err(NcpError::no_route()),
+    let tag = tag.to_owned();
+    let der = blocking(api, move |c| {
+        let ca =
+            c.db.ncp_ca(&tag)?
+                .ok_or_else(|| CaError::NotFound(UNKNOWN_CA.into()))?;
+        Ok(c.ncp_cert(&ca)?.der)
+    })
+    .await?;
+    Ok(der_response(der, "application/pkix-cert"))
+}
+
+const UNKNOWN_CA: &str = "NOT_FOUND: The CA doesn't exist.";
+
+/// `/ext/{caTag}/ocsp` and `/ext/{caTag}/crl` from any `StatusSource` (the appliance and the
+/// responders run this same code, so both answer byte-for-byte alike). An unknown tag is
+/// NOT_FOUND whatever follows it; `None` for a known tag's other routes.
+pub(in crate::api) async fn ext_public(
+    source: &dyn StatusSource,
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+    rest: &str,
+) -> Option<Result<Response<Full<Bytes>>, NcpError>> {
+    let Some((tag, what)) = rest.split_once('/') else {
+        return Some(Err(NcpError::no_route()));
     };
+    let target = match source.ca_tag(tag).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return Some(Err(CaError::NotFound(UNKNOWN_CA.into()).into())),
+        Err(e) => return Some(Err(from_api(e))),
+    };
+    let m = &parts.method;
+    let get = m == Method::GET || m == Method::HEAD;
+    let (store_id, appkey) = (target.store_id, &*target.appkey);
+    if what == "ocsp" && m == Method::POST {
+        let r = super::revocation::ocsp(source, appkey, store_id, None, &parts.headers, body);
+        return Some(Ok(r.await));
+    }
+    if let Some(req) = what.strip_prefix("ocsp/").filter(|_| get) {
+        let r = super::revocation::ocsp(source, appkey, store_id, Some(req), &parts.headers, &[]);
+        return Some(Ok(r.await));
+    }
+    if what == "crl" && get {
+        return Some(
+            match source
+                .crl(appkey.to_owned(), store_id, target.issuer_id)
+                .await
+            {
+                Ok((_, der)) => Ok(der_response(der, "application/pkix-crl")),
+                Err(e) => Err(from_api(e)),
+            },
+        );
+    }
+    None
+}
+
+/// A responder's `/ext/` request: the body read as the appliance reads it, then `ext_public`.
+pub(in crate::api) async fn serve_ext(
+    source: &dyn StatusSource,
+    parts: hyper::http::request::Parts,
+    body: Incoming,
+    body_timeout: std::time::Duration,
+) -> Response<Full<Bytes>> {
+    let body = super::read_body_within(body, &parts.headers, body_timeout).await;
+    let result = match body {
+        Err(e) => Err(body_error(e)),
+        Ok(body) => {
+            let rest = parts.uri.path().strip_prefix("/ext/").unwrap_or_default();
+            ext_public(source, &parts, &body, rest)
+                .await
+                .unwrap_or_else(|| Err(NcpError::no_route()))
+        }
+    };
+    let response = result.unwrap_or_else(NcpError::into_response);
+    crate::metrics::METRICS.request("ncp_ext", response.status().as_u16());
+    response
+}
+
+/// An error of the shared public code, in this edition's envelope.
+fn from_api(e: super::ApiError) -> NcpError {
+    match e.status {
+        StatusCode::NOT_FOUND => CaError::NotFound(e.message).into(),
+        StatusCode::SERVICE_UNAVAILABLE => NcpError::Service {
+            status: e.status,
+            code: "FAIL_CORE".into(),
+            msg: e.message,
+        },
+        _ => NcpError::internal(e.message),
+    }
+}
+
+fn der_response(der: Vec<u8>, content_type: &'static str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(der)));
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static(content_type),
     );
-    Ok(r)
+    r
 }
 
 #[cfg(test)]
