@@ -216,6 +216,23 @@ import base64
 import os
 
 import schemathesis
+from hypothesis.internal import lambda_sources
+
+# CPython 3.11.7's gh-106905 (fixed in 3.11.8): `ast.parse` deep in a stack can raise
+# "SystemError: AST constructor recursion depth mismatch". Hypothesis parses a filter lambda's
+# source only to describe it (a repr), and the error then aborted a whole operation's coverage
+# phase (seen on POST .../crl). Such a lambda gets Hypothesis's own "unknown body" description.
+_describe = lambda_sources._lambda_description
+
+
+def _describe_safely(f):
+    try:
+        return _describe(f)
+    except SystemError:
+        return "lambda: <unknown>"
+
+
+lambda_sources._lambda_description = _describe_safely
 
 REAL = [base64.b64decode(x) for x in os.environ.get("PCAD_OCSP_DER", "").split(",") if x]
 
