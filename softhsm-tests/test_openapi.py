@@ -64,11 +64,38 @@ def test_document_is_valid_openapi_31():
                      "/ocsp", "/ocsp/{ocspRequest}"):
             assert base + tail in paths, base + tail
     assert "/v2.0/appkeys/{appkey}/audit-events" in paths
+    for base in ("/v2.0/appkeys/{appkey}/ca-stores/{caStoreId}", "/v2.0/appkeys/{appkey}/cas/{caId}"):
+        assert set(paths[f"{base}/certs/{{certId}}/acme-tokens"]) == {"get", "post"}
+        assert set(paths[f"{base}/certs/{{certId}}/acme-tokens/{{tokenId}}"]) == {"delete"}
+    acme = {p: item for p, item in paths.items() if p.startswith("/acme/v2.0/cert/{certId}/")}
+    assert {"directory", "new-nonce", "new-account", "new-order", "key-change",
+            "revoke-cert"} <= {p.split("/", 5)[5] for p in acme}
+    for p, item in acme.items():
+        for method, op in item.items():
+            assert op["security"] == [], (method, p)  # the JWS in the body is the identity
+            if method == "post":
+                assert op["requestBody"]["$ref"] == "#/components/requestBodies/AcmeJws"
+    assert "application/jose+json" in doc["components"]["requestBodies"]["AcmeJws"]["content"]
+    assert "application/problem+json" in doc["components"]["responses"]["AcmeProblem"]["content"]
+    for p in ("/api/v1/ca", "/api/v1/ca/{caTag}", "/api/v1/ca/{caTag}/cert/sign", "/ext/{caTag}/crl",
+              "/ext/{caTag}/ca", "/ext/{caTag}/ocsp", "/ext/{caTag}/ocsp/{ocspRequest}"):
+        assert p in paths, p
     codes = set(doc["components"]["schemas"]["ErrorHeader"]["properties"]["resultCode"]["enum"])
     assert {40000, 40001, 40002, 40100, 40300, 40400, 40900, 41300, 50000, 50300} <= codes
     schemes = doc["components"]["securitySchemes"]
     assert schemes["clientCertificate"]["type"] == "mutualTLS"
     assert schemes["nhnAuthorization"]["name"] == "X-NHN-Authorization"
+    ncp = [schemes[n] for n in ("ncpTimestamp", "ncpAccessKey", "ncpSignature")]
+    assert [(s["type"], s["in"], s["name"]) for s in ncp] == [
+        ("apiKey", "header", "x-ncp-apigw-timestamp"), ("apiKey", "header", "x-ncp-iam-access-key"),
+        ("apiKey", "header", "x-ncp-apigw-signature-v2")]
+    for p, item in paths.items():
+        for method, op in item.items():
+            if p.startswith("/api/v1/") and method != "servers":
+                assert op["security"][0] == {"ncpTimestamp": [], "ncpAccessKey": [],
+                                             "ncpSignature": []}, (method, p)
+                assert "code" in doc["components"]["schemas"]["NcpEnvelope"]["required"]
+                assert op["responses"]["401"]["$ref"].endswith("/NcpUnauthorized"), (method, p)
 
 
 def test_served_on_the_api_listener_only(pcad):
@@ -189,6 +216,23 @@ import base64
 import os
 
 import schemathesis
+from hypothesis.internal import lambda_sources
+
+# CPython 3.11.7's gh-106905 (fixed in 3.11.8): `ast.parse` deep in a stack can raise
+# "SystemError: AST constructor recursion depth mismatch". Hypothesis parses a filter lambda's
+# source only to describe it (a repr), and the error then aborted a whole operation's coverage
+# phase (seen on POST .../crl). Such a lambda gets Hypothesis's own "unknown body" description.
+_describe = lambda_sources._lambda_description
+
+
+def _describe_safely(f):
+    try:
+        return _describe(f)
+    except SystemError:
+        return "lambda: <unknown>"
+
+
+lambda_sources._lambda_description = _describe_safely
 
 REAL = [base64.b64decode(x) for x in os.environ.get("PCAD_OCSP_DER", "").split(",") if x]
 
@@ -265,7 +309,7 @@ def config_toml(pcad, dictionaries, report):
     # OCSP POST bodies are opaque bytes, so the coverage phase has nothing to vary in them; on
     # CPython 3.11.7 it also tripped "SystemError: AST constructor recursion depth mismatch"
     # (gh-106905, fixed in 3.11.8) inside Schemathesis for that operation.
-    spare += [("ocspPost", {}), ("ocspPostByCaId", {})]
+    spare += [("ocspPost", {}), ("ocspPostByCaId", {}), ("ncpOcspPost", {})]
     for op_id, params in spare:
         lines += ["[[operations]]", f"include-operation-id = {toml_value(op_id)}",
                   f"parameters = {toml_value({**ids, **params})}",
@@ -283,7 +327,7 @@ def test_schemathesis_against_the_live_daemon(pcad, tmp_path):
     (tmp_path / "pcad_hooks.py").write_text(HOOKS)
     proc = subprocess.run(
         [str(SCHEMATHESIS), "--config-file", str(config), "run", str(DOC), "--checks", CHECKS,
-         "--url", pcad.api_url],
+         "--url", pcad.api_url, "--exclude-path-regex", NOT_FUZZED],
         capture_output=True, text=True, timeout=BUDGET + 240, cwd=tmp_path, env=env,
     )
     output = proc.stdout[-30000:] + proc.stderr[-5000:]
@@ -306,6 +350,14 @@ def test_schemathesis_against_the_live_daemon(pcad, tmp_path):
     assert not missing, f"never answered 200: {missing}\n{stats['ok']}"
 
 
+# Documented but not fuzzed (test_document_is_valid_openapi_31 and the unit test in
+# src/api/reference.rs still check them): the ACME protocol endpoints, whose requests must be
+# JWS signed with a fresh nonce from the same server (test_acme*.py drives them with real
+# clients), and the NCP edition's /api/v1, whose requests must carry an HMAC signature over
+# each request's own method, target and timestamp, which Schemathesis's generated requests do
+# not carry (test_ncp*.py covers that edition with signed requests).
+# NCP's public /ext/{caTag}/... URLs need no signature and are fuzzed.
+NOT_FUZZED = r"^/(acme/v2\.0/cert/|api/v1(/|$))"
 PREFIX = "/v2.0/appkeys/{appkey}"
 MUST_SUCCEED = [
     f"{method} {PREFIX}/{edition}/{{{sid}}}{tail}"
@@ -318,7 +370,8 @@ MUST_SUCCEED = [
         ("GET", "/templates/{templateId}"), ("POST", "/ocsp"), ("GET", "/ocsp/{ocspRequest}"),
     ]
 ] + [f"GET {PREFIX}/audit-events", f"GET {PREFIX}/ca-stores", "GET /healthz", "GET /openapi.json"]
-MUST_CREATE = ["}/certs", "}/templates", "}/templates/{templateId}/certificates"]
+MUST_CREATE = ["}/certs", "}/templates", "}/templates/{templateId}/certificates",
+               "}/certs/{certId}/acme-tokens"]
 
 
 def run_statistics(ndjson):
