@@ -277,7 +277,25 @@ impl Ca {
         }
         // A snapshot (`pcad backup`) sees this write and its publishing whole or not at all.
         let _whole = self.db.operation();
-        let rec = self.db.revoke(&cert, Revocation { at: now(), reason })?;
+        let revocation = Revocation { at: now(), reason };
+        // The OCSP tombstone goes to disk with the revocation (one transaction, one fsync
+        // below): a crash before `revoked` re-signs cannot leave a persisted `good` served.
+        let tombstone =
+            match self
+                .publisher
+                .revocation_tombstone(&issuer, &cert.serial, revocation.at)
+            {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    log::warn!("no OCSP tombstone for certificate {cert_id}: {e}");
+                    None
+                }
+            };
+        let rec = self.db.revoke_with_tombstone(
+            &cert,
+            revocation,
+            tombstone.as_ref().map(|t| (store_id, t)),
+        )?;
         let target = Target {
             store: Some(store_id),
             cert: Some(cert_id),

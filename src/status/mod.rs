@@ -167,6 +167,18 @@ impl Publisher {
         Ok(())
     }
 
+    /// The OCSP tombstone to write with the revocation of `serial` (issued by `issuer`) at `t`,
+    /// in the same durable step (`Db::revoke_with_tombstone`), so that a crash before
+    /// `revoked` cannot leave a persisted `good` to be served after the restart.
+    pub fn revocation_tombstone(
+        &self,
+        issuer: &CertRecord,
+        serial: &[u8],
+        t: i64,
+    ) -> Result<crate::store::OcspRow, StatusError> {
+        presign::tombstone(issuer, serial, t)
+    }
+
     /// Attaches the sink every signed response and CRL is handed to (once).
     pub fn set_sink(&self, sink: Arc<dyn Sink>) {
         if !self.inner.cache.sink.set(sink) {

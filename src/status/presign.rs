@@ -248,19 +248,8 @@ impl Publisher {
         issuer: &CertRecord,
         serial: &[u8],
     ) -> Result<(), StatusError> {
-        let r = Responder::new(issuer.clone())?;
-        let t = now();
-        Ok(self.inner.db.put_ocsp(
-            store.id,
-            &OcspRow {
-                issuer_id: issuer.id,
-                serial: serial.to_vec(),
-                cert_id_der: r.canonical_cert_id(serial),
-                this_update: t,
-                next_update: t,
-                der: Vec::new(),
-            },
-        )?)
+        let row = tombstone(issuer, serial, now())?;
+        Ok(self.inner.db.put_ocsp(store.id, &row)?)
     }
 
     /// The slow path: a CertID form not pre-signed (SHA-256/384/512, absent NULL parameters) or
@@ -401,4 +390,22 @@ impl Publisher {
         }
         Ok(())
     }
+}
+
+/// The persisted-OCSP tombstone of an issuer's serial written at `t`: no persisted response
+/// older than it is served after a restart.
+pub(super) fn tombstone(
+    issuer: &CertRecord,
+    serial: &[u8],
+    t: i64,
+) -> Result<OcspRow, StatusError> {
+    let r = Responder::new(issuer.clone())?;
+    Ok(OcspRow {
+        issuer_id: issuer.id,
+        serial: serial.to_vec(),
+        cert_id_der: r.canonical_cert_id(serial),
+        this_update: t,
+        next_update: t,
+        der: Vec::new(),
+    })
 }

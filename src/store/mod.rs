@@ -231,6 +231,63 @@ mod tests {
     }
 
     #[test]
+    fn a_revocation_and_its_ocsp_tombstone_reach_the_disk_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let tombstone = |serial: &[u8], t: i64| OcspRow {
+            issuer_id: 1,
+            serial: serial.to_vec(),
+            cert_id_der: [&[0x30, 0x09][..], serial].concat(),
+            this_update: t,
+            next_update: t,
+            der: Vec::new(),
+        };
+        let sid = {
+            let db = Db::open(dir.path()).unwrap();
+            let st = store(db.next_id().unwrap(), "s");
+            db.insert_store(&st).unwrap();
+            let (a, sa) = leaf(10, st.id, &[4, 5, 6]);
+            db.insert_cert(Some(&a), &sa).unwrap();
+            // The `good` persisted when it was issued.
+            let good = OcspRow {
+                der: vec![0x30, 0x03, 1, 2, 3],
+                next_update: 900,
+                ..tombstone(&[4, 5, 6], 100)
+            };
+            db.put_ocsp(st.id, &good).unwrap();
+            let revocation = Revocation {
+                at: 200,
+                reason: crate::pki::crl::RevocationReason::KeyCompromise,
+            };
+            let row = tombstone(&[4, 5, 6], 200);
+            db.revoke_with_tombstone(&a, revocation, Some((st.id, &row)))
+                .unwrap();
+            // A second revoke is refused and writes no tombstone of its own.
+            assert!(matches!(
+                db.revoke_with_tombstone(
+                    &a,
+                    revocation,
+                    Some((st.id, &tombstone(&[4, 5, 6], 300)))
+                ),
+                Err(StoreError::Conflict(_))
+            ));
+            db.durable().unwrap();
+            st.id
+        };
+        // What a restart after a crash right past the revoke's fsync finds: the revocation
+        // and, for the same CertID, the tombstone in place of the `good`.
+        let db = Db::open(dir.path()).unwrap();
+        assert!(db.cert("k", sid, 10).unwrap().unwrap().revocation.is_some());
+        assert!(db
+            .serial(1, &[4, 5, 6])
+            .unwrap()
+            .unwrap()
+            .revocation
+            .is_some());
+        let rows: Vec<OcspRow> = db.ocsp_of_store(sid).map(Result::unwrap).collect();
+        assert_eq!(rows, [tombstone(&[4, 5, 6], 200)]);
+    }
+
+    #[test]
     fn a_repeated_serial_writes_nothing_and_half_written_certificates_stay_hidden() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path()).unwrap();

@@ -144,6 +144,17 @@ fn row_key(store_id: u64, issuer_id: u64, cert_id_der: &[u8]) -> Vec<u8> {
     k
 }
 
+/// The key and value of a row in the `ocsp` tree.
+pub(super) fn row_entry(store_id: u64, r: &OcspRow) -> (Vec<u8>, Vec<u8>) {
+    let mut v = Vec::with_capacity(17 + r.serial.len() + r.der.len());
+    v.extend_from_slice(&r.this_update.to_be_bytes());
+    v.extend_from_slice(&r.next_update.to_be_bytes());
+    v.push(r.serial.len().min(255) as u8);
+    v.extend_from_slice(&r.serial[..r.serial.len().min(255)]);
+    v.extend_from_slice(&r.der);
+    (row_key(store_id, r.issuer_id, &r.cert_id_der), v)
+}
+
 impl Db {
     /// Stores the responses of one refresh of a store as the set `set_id` (increasing with
     /// time). When `replaces` is set (the refresh covered every certificate), older sets of the
@@ -190,15 +201,8 @@ impl Db {
     /// `der` is a tombstone.
     pub fn put_ocsp(&self, store_id: u64, r: &OcspRow) -> Result<(), StoreError> {
         let _writing = self.writing();
-        let mut v = Vec::with_capacity(17 + r.serial.len() + r.der.len());
-        v.extend_from_slice(&r.this_update.to_be_bytes());
-        v.extend_from_slice(&r.next_update.to_be_bytes());
-        v.push(r.serial.len().min(255) as u8);
-        v.extend_from_slice(&r.serial[..r.serial.len().min(255)]);
-        v.extend_from_slice(&r.der);
-        self.trees
-            .ocsp
-            .insert(row_key(store_id, r.issuer_id, &r.cert_id_der), v)?;
+        let (k, v) = row_entry(store_id, r);
+        self.trees.ocsp.insert(k, v)?;
         Ok(())
     }
 

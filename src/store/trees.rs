@@ -445,11 +445,24 @@ impl Db {
         cert: &CertRecord,
         revocation: Revocation,
     ) -> Result<CertRecord, StoreError> {
+        self.revoke_with_tombstone(cert, revocation, None)
+    }
+
+    /// `revoke`, writing in the same transaction the OCSP tombstone (store id, row) that keeps
+    /// a restarted daemon from serving a persisted `good` for the certificate: the revocation
+    /// and the tombstone reach the disk together, or neither does.
+    pub fn revoke_with_tombstone(
+        &self,
+        cert: &CertRecord,
+        revocation: Revocation,
+        tombstone: Option<(u64, &super::OcspRow)>,
+    ) -> Result<CertRecord, StoreError> {
         let _writing = self.writing();
         let issuer_id = cert.parent_cert_id.unwrap_or(cert.id);
         let t = &self.trees;
-        (&t.certs, &t.serials, &t.revoked)
-            .transaction(|(certs, serials, revoked)| {
+        let tombstone = tombstone.map(|(store_id, r)| super::ocsp::row_entry(store_id, r));
+        (&t.certs, &t.serials, &t.revoked, &t.ocsp)
+            .transaction(|(certs, serials, revoked, ocsp)| {
                 let Some(v) = certs.get(cert.id.to_be_bytes())? else {
                     return abort(StoreError::NotFound);
                 };
@@ -470,6 +483,9 @@ impl Db {
                     serials.insert(sk.clone(), s.to_row())?;
                 }
                 revoked.insert(sk, RevokedRow::encode(rec.not_after, &revocation))?;
+                if let Some((k, v)) = &tombstone {
+                    ocsp.insert(k.as_slice(), v.as_slice())?;
+                }
                 Ok(rec)
             })
             .map_err(tx_err)
