@@ -77,11 +77,14 @@ def pcad_cmd(*args, check=True):
 
 
 def copy_setup(src, dst):
-    """A second machine: the config, PIN, TLS material and a copy of the token, no database."""
+    """A second machine: the config, PIN, TLS material, NCP secrets and a copy of the token, no
+    database (what /etc/pcad and the HSM's own backup hold)."""
     dst.mkdir()
     for name in ["hsm-pin", "pcad.toml"]:
         shutil.copy2(src / name, dst / name)
     shutil.copytree(src / "tls", dst / "tls")
+    if (src / "ncp").is_dir():
+        shutil.copytree(src / "ncp", dst / "ncp")
     shutil.copytree(src / "tokens", dst / "tokens")
     (dst / "softhsm2.conf").write_text(
         (src / "softhsm2.conf").read_text().replace(str(src), str(dst)))
