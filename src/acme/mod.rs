@@ -753,16 +753,6 @@ impl Acme {
                 allowed.push(ok);
             }
         }
-        if !allowed
-            .iter()
-            .any(|x| x.identifier.kind == "dns" && x.identifier.value.len() <= 64)
-        {
-            return Err(Problem::new(
-                "rejectedIdentifier",
-                400,
-                "identifiers: at least one DNS name of at most 64 characters is required (it becomes the common name)",
-            ));
-        }
         let pending = self.pending_orders(a.id)?;
         if pending >= MAX_PENDING_ORDERS {
             return Err(Problem::new(
@@ -1025,6 +1015,7 @@ impl Acme {
         let params = LeafParams {
             mode: LeafMode::Sign(Box::new(csr)),
             common_name,
+            cn_optional: true,
             validity: Some(Validity::Ttl(ttl.max(1) as u64)),
             exclude_cn_from_sans: false,
             serial_number: None,

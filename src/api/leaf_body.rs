@@ -282,6 +282,7 @@ impl LeafBody {
             params: LeafParams {
                 mode,
                 common_name,
+                cn_optional: false,
                 validity,
                 exclude_cn_from_sans: self.exclude_common_name_from_sans.unwrap_or(false),
                 serial_number,

@@ -23,6 +23,10 @@ pub enum LeafMode {
 pub struct LeafParams {
     pub mode: LeafMode,
     pub common_name: Option<String>,
+    /// With no common name (none given, none taken from the CSR): issue with the SANs alone and
+    /// a subject without CN instead of refusing (ACME: IP-only orders, names over 64 characters).
+    /// The v2.0 and NCP editions keep requiring one.
+    pub cn_optional: bool,
     pub validity: Option<Validity>,
     pub exclude_cn_from_sans: bool,
     pub serial_number: Option<String>,
@@ -327,23 +331,29 @@ fn profile(t: &TemplateRecord, p: &LeafParams) -> Result<(SubjectInfo, Sans), Ca
         }
         _ => p.common_name.clone(),
     };
-    let common_name = common_name.ok_or_else(|| {
-        CaError::Invalid(if csr.is_some() {
-            "commonName: required (the template does not take the CSR's common name, or the CSR has none)".into()
-        } else {
-            "commonName: required in GENERATE mode".into()
-        })
-    })?;
-    if common_name.chars().count() > 64 {
-        return Err(CaError::Invalid(
-            "commonName: must be at most 64 characters".into(),
-        ));
-    }
-    if let Some(c) = common_name.chars().find(|c| c.is_control()) {
-        return Err(CaError::Csr(format!(
-            "commonName: control character U+{:04X} is not allowed",
-            c as u32
-        )));
+    let common_name = match common_name {
+        Some(cn) => Some(cn),
+        None if p.cn_optional => None,
+        None => {
+            return Err(CaError::Invalid(if csr.is_some() {
+                "commonName: required (the template does not take the CSR's common name, or the CSR has none)".into()
+            } else {
+                "commonName: required in GENERATE mode".into()
+            }))
+        }
+    };
+    if let Some(common_name) = &common_name {
+        if common_name.chars().count() > 64 {
+            return Err(CaError::Invalid(
+                "commonName: must be at most 64 characters".into(),
+            ));
+        }
+        if let Some(c) = common_name.chars().find(|c| c.is_control()) {
+            return Err(CaError::Csr(format!(
+                "commonName: control character U+{:04X} is not allowed",
+                c as u32
+            )));
+        }
     }
     let mut subject = match csr {
         Some(c) if t.spec.use_csr_other_fields => SubjectInfo {
@@ -355,7 +365,7 @@ fn profile(t: &TemplateRecord, p: &LeafParams) -> Result<(SubjectInfo, Sans), Ca
             ..t.spec.subject_info.clone()
         },
     };
-    subject.common_name = Some(common_name.clone());
+    subject.common_name = common_name.clone();
     if let Some(sn) = &p.serial_number {
         subject.serial_number = Some(sn.clone());
     }
@@ -454,7 +464,15 @@ fn profile(t: &TemplateRecord, p: &LeafParams) -> Result<(SubjectInfo, Sans), Ca
             ));
         }
     }
-    add_common_name(&mut sans, Some(&common_name), p.exclude_cn_from_sans);
+    add_common_name(&mut sans, common_name.as_deref(), p.exclude_cn_from_sans);
+    if sans.is_empty()
+        && crate::pki::name::encode(&subject).is_ok_and(|d| crate::pki::name::is_empty(&d))
+    {
+        // RFC 5280 §4.1.2.6: an empty subject needs a (then critical) subjectAltName.
+        return Err(CaError::Invalid(
+            "sans: at least one SAN is required when the certificate has no subject".into(),
+        ));
+    }
     Ok((subject, sans))
 }
 
@@ -544,7 +562,124 @@ fn hex_name(serial: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::glob;
+    use super::*;
+    use crate::pki::cert::{ExtendedKeyUsage, KeyUsage};
+    use crate::pki::{KeyAlgorithm, SignatureAlgorithm};
+    use crate::store::TemplateSpec;
+
+    fn template() -> TemplateRecord {
+        TemplateRecord {
+            id: 1,
+            appkey: "k".into(),
+            store_id: 1,
+            spec: TemplateSpec {
+                name: "acme".into(),
+                description: None,
+                parent_cert_id: 1,
+                max_ttl: None,
+                max_specific_date: None,
+                back_date_validation: 0,
+                allow_ip_sans: true,
+                url_sans_whitelist: vec![],
+                other_sans_whitelist: vec![],
+                store_in_server: true,
+                basic_constraints_valid_for_non_ca: true,
+                use_csr_common_name: false,
+                use_csr_sans: false,
+                key_algorithm: KeyAlgorithm::P256,
+                key_algorithm_name: "EC".into(),
+                signature_bits: 256,
+                key_usage: vec![KeyUsage::DigitalSignature],
+                extended_key_usage: vec![ExtendedKeyUsage::ServerAuth],
+                extended_key_usage_oids: vec![],
+                policies: vec![],
+                subject_info: SubjectInfo::default(),
+                use_csr_other_fields: false,
+                other_fields: vec![],
+            },
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn params(cn_optional: bool, sans: Sans) -> LeafParams {
+        LeafParams {
+            mode: LeafMode::Generate,
+            common_name: None,
+            cn_optional,
+            validity: None,
+            exclude_cn_from_sans: false,
+            serial_number: None,
+            sans,
+        }
+    }
+
+    /// No common name: refused unless the caller (ACME) lets the SANs stand alone; then the
+    /// subject is empty and the SAN extension critical (RFC 5280 §4.2.1.6), as openssl reads it.
+    #[test]
+    fn no_common_name_gives_an_empty_subject_and_a_critical_san() {
+        let long = format!("{}.example.com", "a".repeat(58));
+        assert_eq!(long.len(), 70);
+        let sans = Sans {
+            dns: vec![long.clone()],
+            ip: vec!["127.0.0.1".parse().unwrap()],
+            ..Sans::default()
+        };
+        let t = template();
+        let e = profile(&t, &params(false, sans.clone())).unwrap_err();
+        assert!(e.to_string().contains("commonName: required"), "{e}");
+        let e = profile(&t, &params(true, Sans::default())).unwrap_err();
+        assert!(e.to_string().contains("sans: at least one SAN"), "{e}");
+
+        let (subject, got) = profile(&t, &params(true, sans)).unwrap();
+        assert_eq!(subject.common_name, None);
+        assert_eq!(got.dns, vec![long.clone()]);
+        let key = SoftKey::generate(KeyAlgorithm::P256).unwrap();
+        let signer = key.signer(SignatureAlgorithm::Sha256WithEcdsa);
+        let der = cert::issue(
+            &CertParams {
+                serial: vec![1, 2, 3],
+                subject,
+                issuer_cert: None,
+                not_before: now() - 60,
+                not_after: now() + 3600,
+                spki_der: key.spki_der(),
+                basic_constraints: BasicConstraints::NotCa,
+                key_usage: t.spec.key_usage.clone(),
+                extended_key_usage: vec![],
+                policies: vec![],
+                sans: got,
+                crl_url: None,
+                ocsp_url: None,
+            },
+            &signer,
+        )
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("pcad-leaf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bare.der");
+        std::fs::write(&path, &der).unwrap();
+        let out = std::process::Command::new("openssl")
+            .args(["x509", "-inform", "DER", "-noout", "-text", "-in"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(
+            text.contains("Subject: \n") || text.contains("Subject:\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("X509v3 Subject Alternative Name: critical"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("DNS:{long}, IP Address:127.0.0.1")),
+            "{text}"
+        );
+    }
 
     #[test]
     fn globs() {

@@ -570,6 +570,7 @@ impl Ca {
         let params = LeafParams {
             mode,
             common_name,
+            cn_optional: false,
             validity: period_days.map(|d| Validity::Ttl(u64::from(d) * 86_400)),
             exclude_cn_from_sans: false,
             serial_number: None,
