@@ -227,6 +227,7 @@ pub fn leaf_params(common_name: &str) -> LeafParams {
         exclude_cn_from_sans: false,
         serial_number: None,
         sans: Sans::default(),
+        cn_optional: false,
     }
 }
 
