@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one command that runs every test of pcad:
 #   1. cargo build --release --locked   (the pcad binary the end-to-end tests start)
-#   2. cargo test --locked              (unit tests)
+#   2. cargo test --locked              (unit tests), then clippy over the whole workspace
 #   3. fuzz/run-short.sh                (a short libFuzzer run of every fuzz target)
 #   4. pytest softhsm-tests             (the real daemon on a real SoftHSM token, in a temp dir)
 # Needs (Debian): apt install softhsm2 opensc openssl python3-venv curl   (+ a Rust toolchain)
@@ -30,6 +30,10 @@ cargo build --release --locked --bin pcad
 
 echo "==> cargo test --locked"
 cargo test --locked
+
+# The whole workspace (the benchmark programs too) must build and stay lint-clean.
+echo "==> cargo clippy --workspace --all-targets --locked -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # Short libFuzzer runs of every fuzz target (OCSP request and GET path, CSR, JSON bodies,
 # config); PCAD_FUZZ_SECONDS=0 skips them. The long runs are recorded in the notes.
