@@ -39,7 +39,7 @@ pub struct Config {
     pub log: LogConfig,
     /// `[publish]`: Redis for the stateless responders (off when absent).
     #[serde(default)]
-    pub publish: crate::publish::PublishConfig,
+    pub publish: PublishConfig,
     /// Connection timeouts and per-listener caps (see `server::conn`).
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -556,6 +556,54 @@ fn read_pin_file(path: &Path) -> Result<Pin, ConfigError> {
         return Err(ConfigError::Pin(format!("{} is empty", path.display())));
     }
     Ok(Pin(pin))
+}
+
+/// `[publish]` of the appliance's config.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishConfig {
+    /// `redis://host:port/db` or `rediss://...` (TLS); a list of node URLs for Redis Cluster.
+    pub redis: Option<RedisUrls>,
+    /// File holding the Redis password (the AUTH secret), never inline.
+    pub password_file: Option<PathBuf>,
+}
+
+/// One URL (a standalone Redis) or a list (Redis Cluster nodes).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RedisUrls {
+    One(String),
+    Cluster(Vec<String>),
+}
+
+impl RedisUrls {
+    /// From the command line: one `--redis` is a standalone Redis, several are cluster nodes.
+    pub fn from_args(mut urls: Vec<String>) -> Option<RedisUrls> {
+        match urls.len() {
+            0 => None,
+            1 => urls.pop().map(RedisUrls::One),
+            _ => Some(RedisUrls::Cluster(urls)),
+        }
+    }
+
+    pub(crate) fn list(&self) -> Vec<&str> {
+        match self {
+            RedisUrls::One(u) => vec![u.as_str()],
+            RedisUrls::Cluster(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// The URLs without any password, for logs.
+    pub fn redacted(&self) -> String {
+        self.list()
+            .iter()
+            .map(|u| match (u.find("://"), u.rfind('@')) {
+                (Some(s), Some(at)) if at > s => format!("{}://***@{}", &u[..s], &u[at + 1..]),
+                _ => (*u).to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 #[cfg(test)]

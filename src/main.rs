@@ -172,7 +172,7 @@ fn main() -> ExitCode {
         } => pcad::publish::ResponderOptions::load(config.as_deref(), redis, listen, password_file)
             .and_then(|(options, level)| {
                 pcad::server::logging::init(level.as_deref());
-                pcad::publish::run_responder(options)
+                pcad::server::responder::run(options)
             }),
         Command::CheckConfig { config } => {
             pcad::server::check_config(&config).map(|text| println!("{text}"))

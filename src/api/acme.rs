@@ -160,7 +160,7 @@ async fn tokens_inner(
             })))
         }
         (Method::GET, Route::AcmeTokens(s, c)) => {
-            let q = super::handlers::Query::parse(query)?;
+            let q = super::query::Query::parse(query)?;
             let (page, size) = q.paging()?;
             let all = api
                 .blocking(move |ca| crate::acme::list_tokens(ca, &appkey, s, c))

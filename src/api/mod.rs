@@ -12,6 +12,7 @@ mod handlers;
 mod leaf_body;
 pub mod ncp;
 pub mod public;
+mod query;
 mod reference;
 mod revocation;
 pub mod route;

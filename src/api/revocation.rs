@@ -10,13 +10,13 @@ use hyper::{HeaderMap, Response, StatusCode};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::source::StatusSource;
+use super::source::{crl_issuer, StatusSource};
 use super::{timestamp, Api, Reply};
 use crate::ca::CaError;
 use crate::clock::now;
 use crate::pki::ocsp::{self, OcspErrorStatus};
 use crate::status::{CachedResponse, OcspAnswer};
-use crate::store::{CertRecord, CrlRecord, StoreRecord};
+use crate::store::CrlRecord;
 
 /// The CRL forms of the seed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,36 +37,6 @@ pub async fn crl(
 ) -> Result<Reply, ApiError> {
     let (rec, der) = source.crl(appkey, store_id, issuer_id).await?;
     Ok(crl_reply(store_id, issuer_id, &rec, der, form))
-}
-
-/// The appliance's current CRL of an issuer (blocking: database, maybe the HSM).
-pub(super) fn crl_of(
-    ca: &crate::ca::Ca,
-    appkey: &str,
-    store_id: u64,
-    issuer_id: u64,
-) -> Result<(CrlRecord, Vec<u8>), CaError> {
-    let (store, issuer) = crl_issuer(ca, appkey, store_id, issuer_id)?;
-    match ca
-        .publisher
-        .crl(store.id, issuer.id)
-        .map_err(CaError::from)?
-    {
-        Some(found) => Ok(found),
-        None => {
-            // First request before the scheduler's first pass: sign it now.
-            if !ca.hsm.is_up() {
-                return Err(CaError::HsmUnavailable("no CRL has been signed yet".into()));
-            }
-            ca.publisher
-                .renew_crl(&store, &issuer)
-                .map_err(CaError::from)?;
-            ca.publisher
-                .crl(store.id, issuer.id)
-                .map_err(CaError::from)?
-                .ok_or_else(|| CaError::Internal("CRL vanished".into()))
-        }
-    }
 }
 
 /// POST `.../certs/{issuerCertId}/crl`: renew now; answers `true`.
@@ -105,27 +75,6 @@ pub async fn renew_crl(
     })
     .await?;
     Ok(Reply::Json(json!(true)))
-}
-
-fn crl_issuer(
-    ca: &crate::ca::Ca,
-    appkey: &str,
-    store_id: u64,
-    issuer_id: u64,
-) -> Result<(StoreRecord, CertRecord), CaError> {
-    let store = ca.store(appkey, store_id)?;
-    if !store.crl_active {
-        return Err(CaError::NotFound(format!(
-            "CRL is disabled for store {store_id} (crlActive is false)"
-        )));
-    }
-    let issuer = ca.cert(appkey, store_id, issuer_id)?;
-    if !issuer.is_issuer() {
-        return Err(CaError::NotFound(format!(
-            "issuerCertId: certificate {issuer_id} is a LEAF and has no CRL"
-        )));
-    }
-    Ok((store, issuer))
 }
 
 fn crl_reply(store_id: u64, issuer_id: u64, rec: &CrlRecord, der: Vec<u8>, form: CrlForm) -> Reply {

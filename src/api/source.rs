@@ -14,9 +14,10 @@ use serde_json::json;
 use super::error::ApiError;
 use super::Reply;
 use crate::ca::Ca;
+use crate::ca::CaError;
 use crate::pki::ocsp::{OcspErrorStatus, RequestedCertId};
 use crate::status::{CaTagTarget, OcspAnswer};
-use crate::store::CrlRecord;
+use crate::store::{CertRecord, CrlRecord, StoreRecord};
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -107,12 +108,10 @@ impl StatusSource for ApplianceSource {
     ) -> BoxFuture<'a, Result<(CrlRecord, Vec<u8>), ApiError>> {
         let ca = self.ca.clone();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                super::revocation::crl_of(&ca, &appkey, store_id, issuer_id)
-            })
-            .await
-            .map_err(|e| ApiError::internal(format!("task failed: {e}")))?
-            .map_err(ApiError::from)
+            tokio::task::spawn_blocking(move || crl_of(&ca, &appkey, store_id, issuer_id))
+                .await
+                .map_err(|e| ApiError::internal(format!("task failed: {e}")))?
+                .map_err(ApiError::from)
         })
     }
 
@@ -162,4 +161,56 @@ impl StatusSource for ApplianceSource {
             body: Bytes::from(body.to_string()),
         }
     }
+}
+
+/// The appliance's current CRL of an issuer (blocking: database, maybe the HSM).
+pub(super) fn crl_of(
+    ca: &crate::ca::Ca,
+    appkey: &str,
+    store_id: u64,
+    issuer_id: u64,
+) -> Result<(CrlRecord, Vec<u8>), CaError> {
+    let (store, issuer) = crl_issuer(ca, appkey, store_id, issuer_id)?;
+    match ca
+        .publisher
+        .crl(store.id, issuer.id)
+        .map_err(CaError::from)?
+    {
+        Some(found) => Ok(found),
+        None => {
+            // First request before the scheduler's first pass: sign it now.
+            if !ca.hsm.is_up() {
+                return Err(CaError::HsmUnavailable("no CRL has been signed yet".into()));
+            }
+            ca.publisher
+                .renew_crl(&store, &issuer)
+                .map_err(CaError::from)?;
+            ca.publisher
+                .crl(store.id, issuer.id)
+                .map_err(CaError::from)?
+                .ok_or_else(|| CaError::Internal("CRL vanished".into()))
+        }
+    }
+}
+
+/// The store and issuer of a CRL route, when its CRL may be served.
+pub(super) fn crl_issuer(
+    ca: &crate::ca::Ca,
+    appkey: &str,
+    store_id: u64,
+    issuer_id: u64,
+) -> Result<(StoreRecord, CertRecord), CaError> {
+    let store = ca.store(appkey, store_id)?;
+    if !store.crl_active {
+        return Err(CaError::NotFound(format!(
+            "CRL is disabled for store {store_id} (crlActive is false)"
+        )));
+    }
+    let issuer = ca.cert(appkey, store_id, issuer_id)?;
+    if !issuer.is_issuer() {
+        return Err(CaError::NotFound(format!(
+            "issuerCertId: certificate {issuer_id} is a LEAF and has no CRL"
+        )));
+    }
+    Ok((store, issuer))
 }

@@ -10,12 +10,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http_body_util::Full;
 use hyper::StatusCode;
 
-use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::json;
-use tokio::net::TcpListener;
 
 use super::{crl_key, ocsp_key, parse_key, store_key, tag_key, Conn, Key, Target, CHANNEL, MARKER};
 use crate::api::source::{BoxFuture, StatusSource};
@@ -95,7 +92,7 @@ type OcspCache = HashMap<u64, HashMap<Box<[u8]>, Arc<CachedResponse>>>;
 
 /// The responders' `StatusSource`: Redis behind a cache.
 pub struct RedisSource {
-    target: Target,
+    pub(crate) target: Target,
     conn: Mutex<Option<Conn>>,
     ocsp: RwLock<OcspCache>,
     crls: RwLock<HashMap<(u64, u64), Crl>>,
@@ -115,7 +112,7 @@ pub struct RedisSource {
 }
 
 impl RedisSource {
-    fn new(target: Target) -> RedisSource {
+    pub fn new(target: Target) -> RedisSource {
         RedisSource {
             target,
             conn: Mutex::new(None),
@@ -305,7 +302,7 @@ impl RedisSource {
         Ok(())
     }
 
-    fn gauges(&self) -> String {
+    pub fn gauges(&self) -> String {
         let cached: usize = self
             .ocsp
             .read()
@@ -569,7 +566,8 @@ impl StatusSource for RedisSource {
 }
 
 /// Keeps the subscription, the command connection and the marker check going.
-async fn follow(source: Arc<RedisSource>) {
+/// Keeps the cache in step with Redis: the change channel, reconnects, revalidation.
+pub async fn follow(source: Arc<RedisSource>) {
     loop {
         if let Err(e) = follow_once(&source).await {
             source.set_down(e);
@@ -645,80 +643,6 @@ async fn check_marker(source: &RedisSource, reconnected: bool) -> Result<(), Str
     }
     source.ready.store(true, Ordering::SeqCst);
     Ok(())
-}
-
-/// Runs a responder until SIGTERM/SIGINT.
-pub fn run(options: ResponderOptions) -> Result<(), String> {
-    let runtime = crate::server::runtime().map_err(|e| format!("runtime: {e}"))?;
-    runtime.block_on(serve(options))
-}
-
-async fn serve(options: ResponderOptions) -> Result<(), String> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let source = Arc::new(RedisSource::new(options.target));
-    tokio::spawn(follow(Arc::clone(&source)));
-    let listener = TcpListener::bind(options.listen)
-        .await
-        .map_err(|e| format!("listen {}: {e}", options.listen))?;
-    log::info!(
-        "pcad {} responder serving public routes on http://{} from Redis at {}",
-        env!("CARGO_PKG_VERSION"),
-        options.listen,
-        source.target.urls.redacted()
-    );
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    // The same connection timeouts and cap as the appliance's public listener.
-    let nofile = crate::server::conn::raise_nofile();
-    let (_, limits) =
-        crate::server::conn::Limits::from_config(&crate::config::LimitsConfig::default(), nofile);
-    let graceful = Arc::new(GracefulShutdown::new());
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let accept = {
-        let source = Arc::clone(&source);
-        let graceful = Arc::clone(&graceful);
-        let tracker = crate::server::conn::Tracker::new("public", limits);
-        tokio::spawn(tracker.accept_loop(listener, move |tcp, place| {
-            let source = Arc::clone(&source);
-            let watcher = graceful.watcher();
-            async move {
-                let _ = tcp.set_nodelay(true);
-                let handler = move |req| {
-                    let source = Arc::clone(&source);
-                    async move { respond(&source, req).await }
-                };
-                place.serve(tcp, handler, watcher).await;
-            }
-        }))
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    accept.abort();
-    let _ = accept.await;
-    let graceful = Arc::try_unwrap(graceful).map_err(|_| "listener still running".to_string())?;
-    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
-    log::info!("stopped");
-    Ok(())
-}
-
-async fn respond(
-    source: &RedisSource,
-    req: hyper::Request<hyper::body::Incoming>,
-) -> hyper::Response<Full<Bytes>> {
-    if req.uri().path() == "/metrics" && req.method() == hyper::Method::GET {
-        let text = crate::metrics::METRICS.render(&source.gauges());
-        let mut r = hyper::Response::new(Full::new(Bytes::from(text)));
-        r.headers_mut().insert(
-            hyper::header::CONTENT_TYPE,
-            hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
-        );
-        return r;
-    }
-    let timeout = Duration::from_secs(crate::config::LimitsConfig::default().body_timeout_secs);
-    crate::api::public::handle(source, req, timeout).await
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod conn;
 pub mod logging;
+pub mod responder;
 pub mod tls;
 
 use std::path::Path;

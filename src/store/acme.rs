@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
-use super::trees::two;
+use super::records::two;
 use super::{decode, encode, Db, StoreError};
 
 /// Nonces older than this are refused (`badNonce`) and pruned.

@@ -11,7 +11,7 @@
 //! a row wins a tie. A revoke first writes a *tombstone* row (no DER): no persisted response
 //! older than it may be served after a restart, whether or not the revoked one got signed.
 
-use super::trees::two;
+use super::records::two;
 use super::{Db, StoreError};
 
 /// A persisted response: the CertID it answers (SHA-1 canonical form), its times, its bytes.

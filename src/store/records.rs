@@ -291,6 +291,13 @@ mod b64 {
     }
 }
 
+pub(super) fn two(a: u64, b: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&a.to_be_bytes());
+    k[8..].copy_from_slice(&b.to_be_bytes());
+    k
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
 use super::records::{
-    CertRecord, CertType, CrlRecord, Revocation, SerialRecord, StoreRecord, TemplateRecord,
+    two, CertRecord, CertType, CrlRecord, Revocation, SerialRecord, StoreRecord, TemplateRecord,
 };
 use super::{decode, encode, Db, StoreError};
 
@@ -67,13 +67,6 @@ pub enum CertFilter {
     All,
     Issuer,
     Leaf,
-}
-
-pub(super) fn two(a: u64, b: u64) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k[..8].copy_from_slice(&a.to_be_bytes());
-    k[8..].copy_from_slice(&b.to_be_bytes());
-    k
 }
 
 fn with_prefix(a: u64, rest: &[u8]) -> Vec<u8> {
