@@ -396,15 +396,19 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Hygiene<I> {
 /// frames, so nothing else looks like this.
 fn envelope_for_bare_error(buf: &[u8]) -> Option<Vec<u8>> {
     let rest = buf.strip_prefix(b"HTTP/1.1 ")?;
+    // Every answer passes here: a success costs this one comparison, and the head is only
+    // searched (in place, without a copy) for an error status.
+    if !matches!(rest.first(), Some(b'4' | b'5')) {
+        return None;
+    }
     let status = std::str::from_utf8(rest.get(..3)?)
         .ok()?
         .parse::<u16>()
         .ok()?;
     let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-    if !(400..600).contains(&status)
-        || head.contains("\r\ncontent-type:")
-        || !head.contains("\r\ncontent-length: 0")
+    let head = &buf[..end];
+    if has_header_line(head, b"\r\ncontent-type:")
+        || !has_header_line(head, b"\r\ncontent-length: 0")
     {
         return None;
     }
@@ -444,6 +448,12 @@ fn envelope_for_bare_error(buf: &[u8]) -> Option<Vec<u8>> {
         )
         .into_bytes(),
     )
+}
+
+/// Whether `head` contains `needle` (lowercase ASCII), compared without regard to case.
+fn has_header_line(head: &[u8], needle: &[u8]) -> bool {
+    head.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 #[cfg(test)]
@@ -512,5 +522,11 @@ mod tests {
         let ours = b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 10\r\n\r\n";
         assert!(envelope_for_bare_error(ours).is_none());
         assert!(envelope_for_bare_error(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_none());
+        // Header names in any case.
+        let upper = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+        assert!(envelope_for_bare_error(upper).is_some());
+        let typed =
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\ncontent-length: 0\r\n\r\n";
+        assert!(envelope_for_bare_error(typed).is_none());
     }
 }
