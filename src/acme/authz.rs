@@ -84,7 +84,7 @@ impl Acme {
             let mut start = false;
             if !post.is_get() {
                 let _: Value = post.json()?;
-                let mut running = self.inner.running.lock().unwrap_or_else(|p| p.into_inner());
+                let mut running = self.running();
                 let status = z.challenges[idx].status.as_str();
                 let orphan = status == "processing" && !running.contains(&(z.id, idx));
                 if z.status == "pending" && (status == "pending" || orphan) {
@@ -117,11 +117,7 @@ impl Acme {
                     Err(_) => Err(Problem::server("validation is shutting down")),
                 };
                 let finished = acme.finish_challenge(zid, idx, result).await;
-                acme.inner
-                    .running
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&(zid, idx));
+                acme.running().remove(&(zid, idx));
                 if let Err(e) = finished {
                     log::error!(
                         "acme: recording the validation of authorization {zid}: {}",

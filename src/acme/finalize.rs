@@ -72,11 +72,7 @@ impl Acme {
             }
             o.status = "processing".into();
             self.ca().db.put_acme_order(&o)?;
-            self.inner
-                .running
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert((o.id, FINALIZING));
+            self.running().insert((o.id, FINALIZING));
             o
         };
         let issuer_end = self
@@ -131,11 +127,7 @@ impl Acme {
         };
         {
             let _g = self.locked();
-            self.inner
-                .running
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&(order.id, FINALIZING));
+            self.running().remove(&(order.id, FINALIZING));
             match result.map(|leaf| leaf.cert_id) {
                 Ok(Some(cert_id)) => {
                     order.status = "valid".into();

@@ -189,12 +189,9 @@ impl Acme {
         &self.inner.ca
     }
 
-    fn running(&self, key: (u64, usize)) -> bool {
-        self.inner
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&key)
+    /// The challenges being validated and orders being finalized by this process.
+    fn running(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<(u64, usize)>> {
+        self.inner.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn locked(&self) -> std::sync::MutexGuard<'_, ()> {

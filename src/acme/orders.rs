@@ -157,18 +157,7 @@ impl Acme {
     /// The order, its status brought up to date, if the account owns it.
     pub(super) fn order_of(&self, a: &AcmeAccount, id: Option<u64>) -> Result<AcmeOrder, Problem> {
         let _g = self.locked();
-        let mut o = id
-            .map(|id| self.ca().db.acme_order(id))
-            .transpose()?
-            .flatten()
-            .ok_or_else(|| Problem::not_found("no such order"))?;
-        if o.account_id != a.id {
-            return Err(Problem::unauthorized(
-                "the order belongs to another account",
-            ));
-        }
-        self.refresh_order(&mut o)?;
-        Ok(o)
+        self.order_of_locked(a, id)
     }
 
     /// Expiry and the pending → ready / invalid transitions. Call with the lock held.
@@ -176,7 +165,7 @@ impl Acme {
         let db = &self.ca().db;
         let before = o.status.clone();
         let t = now();
-        if o.status == "processing" && !self.running((o.id, FINALIZING)) {
+        if o.status == "processing" && !self.running().contains(&(o.id, FINALIZING)) {
             // A finalize that a restart cut short: nothing was answered, so it may run again.
             o.status = "ready".into();
         }
@@ -222,6 +211,7 @@ impl Acme {
         Ok(())
     }
 
+    /// `order_of`, with the lock already held.
     pub(super) fn order_of_locked(
         &self,
         a: &AcmeAccount,
