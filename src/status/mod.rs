@@ -6,11 +6,13 @@
 mod cache;
 mod crl;
 mod presign;
+mod response;
 mod scheduler;
 mod sink;
 
-pub use cache::{CachedResponse, OcspAnswer, OcspEntry};
+pub use cache::OcspAnswer;
 pub use presign::RefreshStats;
+pub use response::{CachedResponse, OcspEntry};
 pub use sink::{CaTagTarget, Signed, Sink};
 
 use std::collections::HashMap;
