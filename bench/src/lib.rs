@@ -4,6 +4,7 @@
 //! `pcad::quickstart::run`); the rest are request builders, fast database population (setup,
 //! not what is measured), memory readings from `/proc/self/status`, and small statistics.
 
+pub mod cli;
 pub mod issue;
 pub mod scaleout;
 pub mod serving;

@@ -8,16 +8,15 @@
 //! - (b) serving: the real daemon (`pcad serve`, pinned to CPU 0) answering a mix of 1000
 //!   different POST and GET requests from `wrk -t1 -c64` (pinned to CPU 1: one thread for its one core), against nginx
 //!   (pinned to CPU 0, one worker) serving one static response file. Goal: >= 1.0x nginx,
-//!   p99 <= 2 ms.
+//!   p99 <= 2 ms. `--runs N` repeats the comparison N times and prints the median of each figure.
 //! - (c) memory: RSS per cached response with 1M certificates (P-256), in a child process.
 //!
 //! Usage: `ocsp-bench [--parts a,b,c] [--count 100000] [--keys rsa2048,p256,ed25519]
 //! [--raw-secs 5] [--c-count 1000000] [--requests 1000] [--conns 64] [--wrk-threads 1]
-//! [--wrk-secs 15] [--pcad target/release/pcad]`
+//! [--wrk-secs 15] [--runs 1] [--pcad target/release/pcad]`
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -25,6 +24,8 @@ use pcad::hsm::{Hsm, KeyId};
 use pcad::pki::ocsp::{self, CertStatus, SingleStatus};
 use pcad::pki::{HashAlg, KeyAlgorithm, SignatureAlgorithm, Signer};
 use pcad::store::{OcspRow, OcspSetChunks};
+use pcad_bench::cli::{exit_on_error, Args};
+use pcad_bench::serving::ServingOptions;
 use pcad_bench::{
     context_switches, cpu_time, field, issuer_key, key_by_name, key_name, load_average,
     machine_header, mb, mem, populate_serials, run_self, sys, tagged_fields, timed, trim_heap,
@@ -38,10 +39,7 @@ fn main() {
         Some("--child-c") => child_c(&args[1..]),
         _ => parent(&args),
     };
-    if let Err(e) = result {
-        eprintln!("ocsp-bench: {e}");
-        std::process::exit(1);
-    }
+    exit_on_error("ocsp-bench", result);
 }
 
 struct Options {
@@ -50,13 +48,11 @@ struct Options {
     keys: Vec<String>,
     raw_secs: f64,
     c_count: usize,
-    requests: usize,
-    conns: usize,
-    wrk_threads: usize,
-    wrk_secs: u64,
-    pcad: PathBuf,
+    serving: ServingOptions,
     populate_threads: usize,
 }
+
+const USAGE: &str = "ocsp-bench [--parts a,b,c] [--count 100000] [--keys rsa2048,p256,ed25519] [--raw-secs 5] [--c-count 1000000] [--requests 1000] [--conns 64] [--wrk-threads 1] [--wrk-secs 15] [--runs 1] [--pcad PATH] [--populate-threads 2]";
 
 fn options(args: &[String]) -> Result<Options, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -66,34 +62,31 @@ fn options(args: &[String]) -> Result<Options, String> {
         keys: vec!["rsa2048".into(), "p256".into(), "ed25519".into()],
         raw_secs: 5.0,
         c_count: 1_000_000,
-        requests: 1000,
-        conns: 64,
-        wrk_threads: 1,
-        wrk_secs: 15,
-        pcad: exe.with_file_name("pcad"),
+        serving: ServingOptions {
+            requests: 1000,
+            conns: 64,
+            wrk_threads: 1,
+            wrk_secs: 15,
+            pcad: exe.with_file_name("pcad"),
+            runs: 1,
+        },
         populate_threads: 2,
     };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = || it.next().cloned().ok_or(format!("{a} needs a value"));
-        let num = |v: String| v.parse::<usize>().map_err(|_| format!("{a}: a number"));
-        match a.as_str() {
-            "--parts" => o.parts = value()?,
-            "--count" => o.count = num(value()?)?,
-            "--keys" => o.keys = value()?.split(',').map(str::to_owned).collect(),
-            "--raw-secs" => o.raw_secs = value()?.parse().map_err(|_| "--raw-secs: a number")?,
-            "--c-count" => o.c_count = num(value()?)?,
-            "--requests" => o.requests = num(value()?)?,
-            "--conns" => o.conns = num(value()?)?,
-            "--wrk-threads" => o.wrk_threads = num(value()?)?,
-            "--wrk-secs" => o.wrk_secs = num(value()?)? as u64,
-            "--pcad" => o.pcad = PathBuf::from(value()?),
-            "--populate-threads" => o.populate_threads = num(value()?)?,
+    let mut args = Args::new(args.to_vec());
+    while let Some(flag) = args.flag() {
+        match flag.as_str() {
+            "--parts" => o.parts = args.value()?,
+            "--count" => o.count = args.num()?,
+            "--keys" => o.keys = args.list()?,
+            "--raw-secs" => o.raw_secs = args.num()?,
+            "--c-count" => o.c_count = args.num()?,
+            "--populate-threads" => o.populate_threads = args.num()?,
             "-h" | "--help" => {
-                println!("ocsp-bench [--parts a,b,c] [--count 100000] [--keys rsa2048,p256,ed25519] [--raw-secs 5] [--c-count 1000000] [--requests 1000] [--conns 64] [--wrk-threads 1] [--wrk-secs 15] [--pcad PATH] [--populate-threads 2]");
+                println!("{USAGE}");
                 std::process::exit(0);
             }
-            other => return Err(format!("unknown argument {other:?} (see --help)")),
+            f if o.serving.take(f, &mut args)? => {}
+            _ => return Err(args.unknown()),
         }
     }
     for k in &o.keys {
@@ -110,23 +103,13 @@ fn parent(args: &[String]) -> Result<(), String> {
         part_a(&o)?;
     }
     if parts.contains(&"b") {
-        part_b(&o)?;
+        pcad_bench::serving::run(&o.serving)?;
     }
     if parts.contains(&"c") {
         part_c(&o)?;
     }
     println!("\n# load average at end: {}", load_average());
     Ok(())
-}
-
-fn part_b(o: &Options) -> Result<(), String> {
-    pcad_bench::serving::run(&pcad_bench::serving::ServingOptions {
-        requests: o.requests,
-        conns: o.conns,
-        wrk_threads: o.wrk_threads,
-        wrk_secs: o.wrk_secs,
-        pcad: o.pcad.clone(),
-    })
 }
 
 // ---------------------------------------------------------------------------------------------
