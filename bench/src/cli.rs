@@ -54,6 +54,18 @@ impl Args {
         Ok(self.value()?.split(',').map(str::to_owned).collect())
     }
 
+    /// The value after the flag: key type names (`rsa2048,p256,ed25519`), checked.
+    pub fn keys(&mut self) -> Result<Vec<String>, String> {
+        let keys = self.list()?;
+        for k in &keys {
+            crate::key_by_name(k).ok_or(format!(
+                "{}: {k:?} is not rsa2048, p256 or ed25519",
+                self.flag
+            ))?;
+        }
+        Ok(keys)
+    }
+
     /// The value after the flag, numbers split at commas.
     pub fn nums<T: FromStr>(&mut self) -> Result<Vec<T>, String> {
         let flag = self.flag.clone();
@@ -71,6 +83,12 @@ impl Args {
     pub fn unknown(&self) -> String {
         format!("unknown argument {:?} (see --help)", self.flag)
     }
+}
+
+/// Prints the usage and ends the program (status 0): `-h` and `--help`.
+pub fn help(usage: &str) -> ! {
+    println!("{usage}");
+    std::process::exit(0)
 }
 
 /// `PCAD_BIN` of the environment, else this workspace's `target/release/pcad`.
@@ -107,5 +125,34 @@ pub fn exit_on_error(program: &str, result: Result<(), String>) {
     if let Err(e) = result {
         eprintln!("{program}: {e}");
         std::process::exit(1);
+    }
+}
+
+/// The `main` of a program: `-h`/`--help` prints `usage`; a command line that `parse` refuses
+/// ends with status 2 (and the usage), an error of `run` with 1.
+pub fn main<O>(
+    program: &str,
+    usage: &str,
+    parse: impl FnOnce(Args) -> Result<O, String>,
+    run: impl FnOnce(&O) -> Result<(), String>,
+) -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{usage}");
+        return std::process::ExitCode::SUCCESS;
+    }
+    let o = match parse(Args::new(args)) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{program}: {e}\n{usage}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match run(&o) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

@@ -280,17 +280,28 @@ pub fn populate_serials(
 ) -> Result<(), String> {
     let not_after = issuer.not_after.min(pcad::clock::now() + 365 * 86_400);
     parallel(n, threads, |_| {
-        let rec = SerialRecord {
-            store_id: store.id,
-            issuer_id: issuer.id,
-            serial: random_serial(),
-            cert_id: None,
-            not_after,
-            revocation: None,
-        };
+        let rec = serial_record(store, issuer, random_serial(), None, not_after);
         db.insert_cert(None, &rec).map_err(|e| e.to_string())
     })?;
     db.durable().map_err(|e| e.to_string())
+}
+
+/// The serial record of a leaf of `issuer` (not revoked).
+fn serial_record(
+    store: &StoreRecord,
+    issuer: &CertRecord,
+    serial: Vec<u8>,
+    cert_id: Option<u64>,
+    not_after: i64,
+) -> SerialRecord {
+    SerialRecord {
+        store_id: store.id,
+        issuer_id: issuer.id,
+        serial,
+        cert_id,
+        not_after,
+        revocation: None,
+    }
 }
 
 /// Inserts `n` revoked leaves of `issuer`: a minimal certificate record (no DER) and its serial
@@ -338,14 +349,7 @@ pub fn populate_revoked(
             revocation: None,
             created_at: t,
         };
-        let sr = SerialRecord {
-            store_id: store.id,
-            issuer_id: issuer.id,
-            serial,
-            cert_id: Some(rec.id),
-            not_after,
-            revocation: None,
-        };
+        let sr = serial_record(store, issuer, serial, Some(rec.id), not_after);
         db.insert_cert(Some(&rec), &sr).map_err(|e| e.to_string())?;
         let reason = if i % 2 == 0 {
             RevocationReason::Unspecified

@@ -23,6 +23,7 @@ use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use pcad_bench::cli::{default_pcad, Args};
 use pcad_bench::issue::client::{Conn, Endpoint};
 use pcad_bench::issue::csr;
 use pcad_bench::issue::daemon::Daemon;
@@ -38,57 +39,27 @@ struct Options {
     accounts: usize,
 }
 
-fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+fn parse(mut args: Args) -> Result<Options, String> {
     let mut o = Options {
-        pcad: std::env::var_os("PCAD_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../target/release/pcad"
-                ))
-            }),
+        pcad: default_pcad(),
         window: Duration::from_secs(5),
         clients: 8,
         accounts: 4,
     };
-    let num = |v: Option<String>, max: u64, what: &str| -> Result<u64, String> {
-        v.and_then(|v| v.parse().ok())
-            .filter(|n| (1..=max).contains(n))
-            .ok_or(format!("{what} takes 1 to {max}"))
-    };
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--pcad" => o.pcad = args.next().ok_or("--pcad needs a path")?.into(),
-            "--secs" => o.window = Duration::from_secs(num(args.next(), 120, "--secs")?),
-            "--clients" => o.clients = num(args.next(), 64, "--clients")? as usize,
-            "--accounts" => o.accounts = num(args.next(), 64, "--accounts")? as usize,
-            other => return Err(format!("unknown argument {other}")),
+    while let Some(flag) = args.flag() {
+        match flag.as_str() {
+            "--pcad" => o.pcad = args.value()?.into(),
+            "--secs" => o.window = Duration::from_secs(args.num_to(120)?),
+            "--clients" => o.clients = args.num_to(64)? as usize,
+            "--accounts" => o.accounts = args.num_to(64)? as usize,
+            _ => return Err(args.unknown()),
         }
     }
     Ok(o)
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    let o = match parse(args.into_iter()) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("acme-bench: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&o) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("acme-bench: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    pcad_bench::cli::main("acme-bench", USAGE, parse, run)
 }
 
 fn b64(d: &[u8]) -> String {
@@ -355,11 +326,46 @@ async fn one_order(s: &mut Session<'_>, dir: &str, answers: &Answers) -> Result<
     Ok(())
 }
 
+/// What the clients of one run did.
+#[derive(Default)]
 struct Stats {
     done: usize,
     errors: usize,
     latencies_ms: Vec<f64>,
     first_error: Option<String>,
+}
+
+impl Stats {
+    /// Counts one request started at `t`; true when it failed.
+    fn record<T>(&mut self, r: Result<T, String>, t: Instant) -> bool {
+        match r {
+            Ok(_) => {
+                self.done += 1;
+                self.latencies_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                false
+            }
+            Err(e) => {
+                self.errors += 1;
+                self.first_error.get_or_insert(e);
+                true
+            }
+        }
+    }
+
+    /// The sum of the clients' stats.
+    async fn gather(tasks: Vec<tokio::task::JoinHandle<Stats>>) -> Result<Stats, String> {
+        let mut all = Stats::default();
+        for t in tasks {
+            let st = t.await.map_err(|e| e.to_string())?;
+            all.done += st.done;
+            all.errors += st.errors;
+            all.latencies_ms.extend(st.latencies_ms);
+            if all.first_error.is_none() {
+                all.first_error = st.first_error;
+            }
+        }
+        Ok(all)
+    }
 }
 
 fn report(label: &str, s: &Stats, window: Duration) -> f64 {
@@ -524,17 +530,11 @@ async fn bench(
         let endpoint = endpoint.clone();
         let answers = answers.clone();
         tasks.push(tokio::spawn(async move {
-            let mut st = Stats {
-                done: 0,
-                errors: 0,
-                latencies_ms: vec![],
-                first_error: None,
-            };
+            let mut st = Stats::default();
             let conn = match Conn::open(&endpoint).await {
                 Ok(c) => c,
                 Err(e) => {
-                    st.errors += 1;
-                    st.first_error = Some(e);
+                    st.record(Err::<(), _>(e), Instant::now());
                     return st;
                 }
             };
@@ -546,36 +546,14 @@ async fn bench(
             };
             while Instant::now() < deadline {
                 let t = Instant::now();
-                match one_order(&mut s, dir, &answers).await {
-                    Ok(()) => {
-                        st.done += 1;
-                        st.latencies_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-                    }
-                    Err(e) => {
-                        st.errors += 1;
-                        st.first_error.get_or_insert(e);
-                        s.nonce = None;
-                    }
+                if st.record(one_order(&mut s, dir, &answers).await, t) {
+                    s.nonce = None;
                 }
             }
             st
         }));
     }
-    let mut acme = Stats {
-        done: 0,
-        errors: 0,
-        latencies_ms: vec![],
-        first_error: None,
-    };
-    for t in tasks {
-        let st = t.await.map_err(|e| e.to_string())?;
-        acme.done += st.done;
-        acme.errors += st.errors;
-        acme.latencies_ms.extend(st.latencies_ms);
-        if acme.first_error.is_none() {
-            acme.first_error = st.first_error;
-        }
-    }
+    let acme = Stats::gather(tasks).await?;
     let acme_rate = report("ACME orders (http-01)", &acme, o.window);
 
     // The v2.0 SIGN reference: the same template, same clients, same window.
@@ -587,17 +565,11 @@ async fn bench(
         let csrs = csrs.clone();
         let path = issue_path.clone();
         tasks.push(tokio::spawn(async move {
-            let mut st = Stats {
-                done: 0,
-                errors: 0,
-                latencies_ms: vec![],
-                first_error: None,
-            };
+            let mut st = Stats::default();
             let mut conn = match Conn::open(&endpoint).await {
                 Ok(c) => c,
                 Err(e) => {
-                    st.errors += 1;
-                    st.first_error = Some(e);
+                    st.record(Err::<(), _>(e), Instant::now());
                     return st;
                 }
             };
@@ -607,35 +579,12 @@ async fn bench(
                 i += 1;
                 let body = json!({"mode": "SIGN", "csr": pem, "commonName": cn, "ttlValue": 3600});
                 let t = Instant::now();
-                match conn.api(Method::POST, &path, &body).await {
-                    Ok(_) => {
-                        st.done += 1;
-                        st.latencies_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-                    }
-                    Err(e) => {
-                        st.errors += 1;
-                        st.first_error.get_or_insert(e);
-                    }
-                }
+                st.record(conn.api(Method::POST, &path, &body).await, t);
             }
             st
         }));
     }
-    let mut sign = Stats {
-        done: 0,
-        errors: 0,
-        latencies_ms: vec![],
-        first_error: None,
-    };
-    for t in tasks {
-        let st = t.await.map_err(|e| e.to_string())?;
-        sign.done += st.done;
-        sign.errors += st.errors;
-        sign.latencies_ms.extend(st.latencies_ms);
-        if sign.first_error.is_none() {
-            sign.first_error = st.first_error;
-        }
-    }
+    let sign = Stats::gather(tasks).await?;
     let sign_rate = report("v2.0 SIGN issuance", &sign, o.window);
     if sign_rate > 0.0 {
         println!("ACME orders / SIGN issuances: {:.2}", acme_rate / sign_rate);

@@ -15,6 +15,7 @@ use std::time::Duration;
 use pcad::pki::crl::{self, CrlParams, RevocationReason, RevokedEntry};
 use pcad::pki::Signer;
 use pcad::store::{CertRecord, CrlRecord, SerialRecord, StoreRecord};
+use pcad_bench::cli::{exit_on_error, help, Args};
 use pcad_bench::{
     issuer_key, key_by_name, key_name, leaf_params, machine_header, mb, median, mem, ms,
     populate_revoked, reset_peak, run_self, tagged_fields, template_params, timed, FakeSigner, Lab,
@@ -32,10 +33,7 @@ fn main() {
     } else {
         parent(&args)
     };
-    if let Err(e) = result {
-        eprintln!("crl-bench: {e}");
-        std::process::exit(1);
-    }
+    exit_on_error("crl-bench", result);
 }
 
 struct Options {
@@ -46,6 +44,8 @@ struct Options {
     threads: usize,
 }
 
+const USAGE: &str = "crl-bench [--ns 1000,10000,100000,1000000] [--keys p256,rsa2048] [--revokes 5] [--reps 3] [--threads 2]";
+
 fn options(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
         ns: vec![1_000, 10_000, 100_000, 1_000_000],
@@ -54,33 +54,17 @@ fn options(args: &[String]) -> Result<Options, String> {
         reps: 3,
         threads: 2,
     };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = || it.next().cloned().ok_or(format!("{a} needs a value"));
-        match a.as_str() {
-            "--ns" => {
-                o.ns = value()?
-                    .split(',')
-                    .map(|s| {
-                        s.trim()
-                            .parse()
-                            .map_err(|_| format!("--ns: bad number {s:?}"))
-                    })
-                    .collect::<Result<_, _>>()?
-            }
-            "--keys" => o.keys = value()?.split(',').map(str::to_owned).collect(),
-            "--revokes" => o.revokes = value()?.parse().map_err(|_| "--revokes: a number")?,
-            "--reps" => o.reps = value()?.parse().map_err(|_| "--reps: a number")?,
-            "--threads" => o.threads = value()?.parse().map_err(|_| "--threads: a number")?,
-            "-h" | "--help" => {
-                println!("crl-bench [--ns 1000,10000,100000,1000000] [--keys p256,rsa2048] [--revokes 5] [--reps 3] [--threads 2]");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?} (see --help)")),
+    let mut args = Args::new(args.to_vec());
+    while let Some(flag) = args.flag() {
+        match flag.as_str() {
+            "--ns" => o.ns = args.nums()?,
+            "--keys" => o.keys = args.keys()?,
+            "--revokes" => o.revokes = args.num()?,
+            "--reps" => o.reps = args.num()?,
+            "--threads" => o.threads = args.num()?,
+            "-h" | "--help" => help(USAGE),
+            _ => return Err(args.unknown()),
         }
-    }
-    for k in &o.keys {
-        key_by_name(k).ok_or(format!("--keys: {k:?} is not p256, rsa2048 or ed25519"))?;
     }
     Ok(o)
 }

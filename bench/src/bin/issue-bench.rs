@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 
 use pcad::hsm::Hsm;
 use pcad::pki::SignatureAlgorithm;
+use pcad_bench::cli::{default_pcad, Args};
 use pcad_bench::issue::client::{Conn, Endpoint};
 use pcad_bench::issue::daemon::Daemon;
 use pcad_bench::issue::load::{self, Outcome, Spec};
@@ -34,25 +35,7 @@ const USAGE: &str = "usage: issue-bench [--pcad PATH] [--secs N] [--warmup N] [-
     (PCAD_BIN in the environment is the default of --pcad)";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
-    let options = match Options::parse(args.into_iter()) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("issue-bench: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&options) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("issue-bench: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    pcad_bench::cli::main("issue-bench", USAGE, Options::parse, run)
 }
 
 /// Command line.
@@ -69,17 +52,9 @@ struct Options {
 }
 
 impl Options {
-    fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
-        let default_pcad = std::env::var_os("PCAD_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../target/release/pcad"
-                ))
-            });
+    fn parse(mut args: Args) -> Result<Options, String> {
         let mut o = Options {
-            pcad: default_pcad,
+            pcad: default_pcad(),
             window: Duration::from_secs(10),
             warmup: Duration::from_secs(1),
             raw_window: Duration::from_secs(5),
@@ -89,38 +64,25 @@ impl Options {
             floor_runs: true,
             keep: false,
         };
-        let secs = |v: Option<String>, max: u64| -> Result<Duration, String> {
-            let n: u64 = v
-                .and_then(|v| v.parse().ok())
-                .filter(|n| (1..=max).contains(n))
-                .ok_or(format!("expected a number of seconds, 1 to {max}"))?;
-            Ok(Duration::from_secs(n))
-        };
-        while let Some(arg) = args.next() {
-            match arg.as_str() {
-                "--pcad" => o.pcad = args.next().ok_or("--pcad needs a path")?.into(),
-                "--secs" => o.window = secs(args.next(), 120)?,
-                "--warmup" => o.warmup = secs(args.next(), 30)?,
-                "--raw-secs" => o.raw_window = secs(args.next(), 60)?,
+        while let Some(flag) = args.flag() {
+            match flag.as_str() {
+                "--pcad" => o.pcad = args.value()?.into(),
+                "--secs" => o.window = Duration::from_secs(args.num_to(120)?),
+                "--warmup" => o.warmup = Duration::from_secs(args.num_to(30)?),
+                "--raw-secs" => o.raw_window = Duration::from_secs(args.num_to(60)?),
                 "--layout" => {
-                    o.layouts = match args.next().as_deref() {
-                        Some("shared") => vec!["shared"],
-                        Some("split") => vec!["split"],
-                        Some("both") => vec!["shared", "split"],
+                    o.layouts = match args.value()?.as_str() {
+                        "shared" => vec!["shared"],
+                        "split" => vec!["split"],
+                        "both" => vec!["shared", "split"],
                         _ => return Err("--layout takes shared, split or both".into()),
                     }
                 }
-                "--csrs" => {
-                    o.csrs = args
-                        .next()
-                        .and_then(|v| v.parse().ok())
-                        .filter(|n| (1..=100_000).contains(n))
-                        .ok_or("--csrs takes 1 to 100000")?
-                }
+                "--csrs" => o.csrs = args.num_to(100_000)? as usize,
                 "--no-ocsp" => o.ocsp_run = false,
                 "--no-floor" => o.floor_runs = false,
                 "--keep" => o.keep = true,
-                other => return Err(format!("unknown argument {other}")),
+                _ => return Err(args.unknown()),
             }
         }
         Ok(o)
