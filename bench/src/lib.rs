@@ -4,8 +4,11 @@
 //! `pcad::quickstart::run`); the rest are request builders, fast database population (setup,
 //! not what is measured), memory readings from `/proc/self/status`, and small statistics.
 
+pub mod acme;
 pub mod cli;
+pub mod crl;
 pub mod issue;
+pub mod ocsp;
 pub mod scaleout;
 pub mod serving;
 pub mod sys;
