@@ -372,51 +372,28 @@ async fn bench(
     let endpoint = Arc::new(Endpoint::new(&daemon.dir, daemon.api_port)?);
     let mut admin = Conn::open(&endpoint).await?;
     let stores = format!("/v2.0/appkeys/{APPKEY}/ca-stores");
-    let sid = admin
-        .api(
-            Method::POST,
-            &stores,
-            &json!({"name": "acme-bench", "ocspActive": true}),
-        )
-        .await?["caStoreId"]
-        .as_u64()
-        .ok_or("no caStoreId")?;
+    let store = json!({"name": "acme-bench", "ocspActive": true});
+    let sid = admin.post_id(&stores, &store, "caStoreId").await?;
     let base = format!("{stores}/{sid}");
+    let root = json!({
+        "name": "acme bench root", "certificateType": "ROOT",
+        "keyInfo": {"algorithm": "EC", "keySize": 256},
+        "signatureAlgorithm": "SHA256_WITH_ECDSA",
+        "subjectInfo": {"commonName": "ACME Bench Root CA"}, "ttlValue": 315_360_000});
     let root = admin
-        .api(
-            Method::POST,
-            &format!("{base}/certs"),
-            &json!({
-            "name": "acme bench root", "certificateType": "ROOT",
-            "keyInfo": {"algorithm": "EC", "keySize": 256},
-            "signatureAlgorithm": "SHA256_WITH_ECDSA",
-            "subjectInfo": {"commonName": "ACME Bench Root CA"}, "ttlValue": 315_360_000}),
-        )
-        .await?["certId"]
-        .as_u64()
-        .ok_or("no certId")?;
+        .post_id(&format!("{base}/certs"), &root, "certId")
+        .await?;
+    let template_body = json!({
+        "name": "acme bench leaves", "parentCertId": root, "maxTTL": 86_400,
+        "keyInfo": {"algorithm": "EC", "keySize": 256}, "storeInServer": true,
+        "keyUsage": ["DIGITAL_SIGNATURE"], "extendedKeyUsage": ["SERVER_AUTHENTICATION"]});
+    let template = format!("{base}/templates");
     let template = admin
-        .api(
-            Method::POST,
-            &format!("{base}/templates"),
-            &json!({
-            "name": "acme bench leaves", "parentCertId": root, "maxTTL": 86_400,
-            "keyInfo": {"algorithm": "EC", "keySize": 256}, "storeInServer": true,
-            "keyUsage": ["DIGITAL_SIGNATURE"], "extendedKeyUsage": ["SERVER_AUTHENTICATION"]}),
-        )
-        .await?["templateId"]
-        .as_u64()
-        .ok_or("no templateId")?;
+        .post_id(&template, &template_body, "templateId")
+        .await?;
     let issue_path = format!("{base}/templates/{template}/certificates");
-    let base_cert = admin
-        .api(
-            Method::POST,
-            &issue_path,
-            &json!({"mode": "GENERATE", "commonName": "localhost", "ttlValue": 86_400}),
-        )
-        .await?["certId"]
-        .as_u64()
-        .ok_or("no base certId")?;
+    let leaf = json!({"mode": "GENERATE", "commonName": "localhost", "ttlValue": 86_400});
+    let base_cert = admin.post_id(&issue_path, &leaf, "certId").await?;
     let dir: &'static str = Box::leak(format!("/acme/v2.0/cert/{base_cert}").into_boxed_str());
 
     // Accounts, each bound by its own EAB token.

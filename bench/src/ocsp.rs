@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pcad::hsm::{Hsm, KeyId};
@@ -11,6 +10,7 @@ use pcad::pki::ocsp::{self, CertStatus, SingleStatus};
 use pcad::pki::{HashAlg, KeyAlgorithm, SignatureAlgorithm, Signer};
 use pcad::store::{OcspRow, OcspSetChunks};
 
+use crate::issue::raw::sign_rate;
 use crate::serving::ServingOptions;
 use crate::{
     context_switches, cpu_time, field, issuer_key, key_by_name, key_name, mb, mem,
@@ -310,31 +310,8 @@ fn raw_rate(
     threads: usize,
     secs: f64,
 ) -> Result<f64, String> {
-    let message = vec![0x5a_u8; 250];
-    let done = AtomicU64::new(0);
-    let failed = AtomicU64::new(0);
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs_f64(secs);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                while Instant::now() < deadline {
-                    match hsm.sign(key, alg, &message) {
-                        Ok(_) => done.fetch_add(1, Ordering::Relaxed),
-                        Err(_) => failed.fetch_add(1, Ordering::Relaxed),
-                    };
-                }
-            });
-        }
-    });
-    let elapsed = start.elapsed().as_secs_f64();
-    if failed.load(Ordering::Relaxed) > 0 {
-        return Err(format!(
-            "{} raw signatures failed",
-            failed.load(Ordering::Relaxed)
-        ));
-    }
-    Ok(done.load(Ordering::Relaxed) as f64 / elapsed)
+    let length = Duration::from_secs_f64(secs);
+    Ok(sign_rate(hsm, key, alg, (threads, &[]), length, 250)?.per_sec)
 }
 
 // ---------------------------------------------------------------------------------------------

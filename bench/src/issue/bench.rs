@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use pcad::hsm::Hsm;
 use pcad::pki::SignatureAlgorithm;
@@ -180,13 +180,14 @@ fn bench(
         let mut raw_rates = [0.0; 2];
         let mut raw_cpu_ms = [0.0; 2];
         for (k, issuer) in [&setup.p256, &setup.rsa].into_iter().enumerate() {
+            let threads = (sessions, &layout.daemon_cpus[..]);
             let rate = raw::sign_rate(
                 &hsm,
                 &keys[k],
                 issuer.alg,
-                sessions,
-                &layout.daemon_cpus,
+                threads,
                 o.raw_window,
+                raw::TBS_BYTES,
             )?;
             raw_rates[k] = rate.per_sec;
             raw_cpu_ms[k] = rate.cpu_ms;
@@ -393,33 +394,9 @@ async fn set_up(endpoint: &Endpoint) -> Result<Setup, String> {
     let plain = create_store(&mut conn, "bench-durable", false).await?;
     let with_ocsp = create_store(&mut conn, "bench-ocsp", true).await?;
     let floor_store = create_store(&mut conn, "bench-floor", false).await?;
-    let p256 = create_issuer(
-        &mut conn,
-        plain,
-        "P-256",
-        "EC",
-        256,
-        SignatureAlgorithm::Sha256WithEcdsa,
-    )
-    .await?;
-    let rsa = create_issuer(
-        &mut conn,
-        plain,
-        "RSA-2048",
-        "RSA",
-        2048,
-        SignatureAlgorithm::Sha256WithRsa,
-    )
-    .await?;
-    let p256_ocsp = create_issuer(
-        &mut conn,
-        with_ocsp,
-        "P-256",
-        "EC",
-        256,
-        SignatureAlgorithm::Sha256WithEcdsa,
-    )
-    .await?;
+    let p256 = create_issuer(&mut conn, plain, P256).await?;
+    let rsa = create_issuer(&mut conn, plain, RSA2048).await?;
+    let p256_ocsp = create_issuer(&mut conn, with_ocsp, P256).await?;
     Ok(Setup {
         p256,
         rsa,
@@ -431,19 +408,18 @@ async fn set_up(endpoint: &Endpoint) -> Result<Setup, String> {
 async fn create_store(conn: &mut Conn, name: &str, ocsp: bool) -> Result<u64, String> {
     let path = format!("/v2.0/appkeys/{APPKEY}/ca-stores");
     let body = json!({"name": name, "crlActive": false, "ocspActive": ocsp});
-    id(&conn.api(Method::POST, &path, &body).await?, "caStoreId")
+    conn.post_id(&path, &body, "caStoreId").await
 }
 
-/// A ROOT with `key`/`size` signing with `alg`, and a leaf template (EC P-256 leaves, stored
-/// in the server, maxTTL one day) below it.
-async fn create_issuer(
-    conn: &mut Conn,
-    store: u64,
-    label: &'static str,
-    key: &str,
-    size: u32,
-    alg: SignatureAlgorithm,
-) -> Result<Issuer, String> {
+/// An issuer's key: label, `keyInfo` algorithm and size, signature algorithm.
+type IssuerKey = (&'static str, &'static str, u32, SignatureAlgorithm);
+const P256: IssuerKey = ("P-256", "EC", 256, SignatureAlgorithm::Sha256WithEcdsa);
+const RSA2048: IssuerKey = ("RSA-2048", "RSA", 2048, SignatureAlgorithm::Sha256WithRsa);
+
+/// A ROOT with `key`, and a leaf template (EC P-256 leaves, stored in the server, maxTTL one
+/// day) below it.
+async fn create_issuer(conn: &mut Conn, store: u64, key: IssuerKey) -> Result<Issuer, String> {
+    let (label, key, size, alg) = key;
     let base = format!("/v2.0/appkeys/{APPKEY}/ca-stores/{store}");
     let root = json!({
         "name": format!("bench {label} root"),
@@ -453,13 +429,10 @@ async fn create_issuer(
         "subjectInfo": {"commonName": format!("Bench {label} Root CA")},
         "ttlValue": 315_360_000,
     });
-    let cert_id = id(
-        &conn
-            .api(Method::POST, &format!("{base}/certs"), &root)
-            .await?,
-        "certId",
-    )?;
-    let template = json!({
+    let cert_id = conn
+        .post_id(&format!("{base}/certs"), &root, "certId")
+        .await?;
+    let body = json!({
         "name": format!("bench {label} leaves"),
         "parentCertId": cert_id,
         "maxTTL": 86_400,
@@ -468,12 +441,8 @@ async fn create_issuer(
         "keyUsage": ["DIGITAL_SIGNATURE"],
         "extendedKeyUsage": ["SERVER_AUTHENTICATION"],
     });
-    let template = id(
-        &conn
-            .api(Method::POST, &format!("{base}/templates"), &template)
-            .await?,
-        "templateId",
-    )?;
+    let template = format!("{base}/templates");
+    let template = conn.post_id(&template, &body, "templateId").await?;
     Ok(Issuer {
         label,
         alg,
@@ -481,10 +450,4 @@ async fn create_issuer(
         cert_id,
         template,
     })
-}
-
-fn id(body: &Value, field: &str) -> Result<u64, String> {
-    body[field]
-        .as_u64()
-        .ok_or_else(|| format!("answer has no {field}: {body}"))
 }

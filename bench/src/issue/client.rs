@@ -132,6 +132,14 @@ impl Conn {
             .await?;
         envelope_body(status, &body).map_err(|e| format!("{method} {path}: {e}"))
     }
+
+    /// A POST management call that must succeed: the number `field` of its answer (an id).
+    pub async fn post_id(&mut self, path: &str, json: &Value, field: &str) -> Result<u64, String> {
+        let body = self.api(Method::POST, path, json).await?;
+        body[field]
+            .as_u64()
+            .ok_or_else(|| format!("POST {path}: answer has no {field}: {body}"))
+    }
 }
 
 /// The envelope's `body` of a 200 answer whose `header.isSuccessful` is true; otherwise the
