@@ -2,6 +2,7 @@
 //! another measures it (`measure`); `run` prints their rows and the goals.
 
 use std::collections::HashMap;
+use std::fmt::Display;
 use std::io::Write;
 use std::time::Duration;
 
@@ -10,8 +11,8 @@ use pcad::pki::Signer;
 use pcad::store::{CertRecord, CrlRecord, SerialRecord, StoreRecord};
 
 use crate::{
-    field, issuer_key, key_by_name, key_name, leaf_params, machine_header, mb, median, mem, ms,
-    populate_revoked, reset_peak, run_self, tagged_fields, template_params, timed, FakeSigner, Lab,
+    child_row, field, issuer_key, key_by_name, key_name, leaf_params, machine_header, mb, median,
+    mem, ms, populate_revoked, reset_peak, run_self, template_params, timed, FakeSigner, Lab,
 };
 
 /// Longest a child may take (1M RSA-2048 included).
@@ -68,16 +69,8 @@ pub fn run(o: &Options) -> Result<(), String> {
             "S"
         );
         for &n in &o.ns {
-            let child_args: Vec<String> = vec![
-                "--child".into(),
-                n.to_string(),
-                key.clone(),
-                o.revokes.to_string(),
-                o.reps.to_string(),
-                o.threads.to_string(),
-            ];
-            let out = run_self(&child_args, CHILD_LIMIT)?;
-            let f = tagged_fields(&out, "ROW ").ok_or(format!("no ROW in child output: {out}"))?;
+            let args: [&dyn Display; 6] = [&"--child", &n, key, &o.revokes, &o.reps, &o.threads];
+            let f = child_row(&args, CHILD_LIMIT, "ROW")?;
             let g = |k: &str| field(&f, k);
             println!(
                 "{:>9} {:>10.1} {:>10.1} {:>9.0} {:>11.0} {:>7.1} {:>10.1} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>3}",

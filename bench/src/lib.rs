@@ -558,6 +558,18 @@ pub fn run_self(args: &[String], limit: Duration) -> Result<String, String> {
     Ok(out)
 }
 
+/// Runs this program again with `args` (`run_self`) and returns the `key=value` fields of the
+/// line it prints starting with `tag` and a space.
+pub fn child_row(
+    args: &[&dyn std::fmt::Display],
+    limit: Duration,
+    tag: &str,
+) -> Result<std::collections::HashMap<String, String>, String> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = run_self(&args, limit)?;
+    tagged_fields(&out, &format!("{tag} ")).ok_or(format!("no {tag} in child output: {out}"))
+}
+
 /// A number among `tagged_fields`; NaN when absent.
 pub fn field(f: &std::collections::HashMap<String, String>, k: &str) -> f64 {
     f.get(k).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)

@@ -2,6 +2,7 @@
 //! memory per cached response; each measured in a child process (`--child-a`, `--child-c`).
 
 use std::collections::HashMap;
+use std::fmt::Display;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -13,8 +14,8 @@ use pcad::store::{OcspRow, OcspSetChunks};
 use crate::issue::raw::sign_rate;
 use crate::serving::ServingOptions;
 use crate::{
-    context_switches, cpu_time, field, issuer_key, key_by_name, key_name, mb, mem,
-    populate_serials, run_self, sys, tagged_fields, timed, trim_heap, FakeSigner, Lab,
+    child_row, context_switches, cpu_time, field, issuer_key, key_by_name, key_name, mb, mem,
+    populate_serials, sys, timed, trim_heap, FakeSigner, Lab,
 };
 
 /// The command line of `ocsp-bench`.
@@ -54,17 +55,14 @@ pub fn part_a(o: &Options) -> Result<(), String> {
     );
     let mut rows = Vec::new();
     for key in &o.keys {
-        let out = run_self(
-            &[
-                "--child-a".into(),
-                key.clone(),
-                o.count.to_string(),
-                o.raw_secs.to_string(),
-                o.populate_threads.to_string(),
-            ],
-            Duration::from_secs(40 * 60),
-        )?;
-        let f = tagged_fields(&out, "ROWA ").ok_or(format!("no ROWA in child output: {out}"))?;
+        let args: [&dyn Display; 5] = [
+            &"--child-a",
+            key,
+            &o.count,
+            &o.raw_secs,
+            &o.populate_threads,
+        ];
+        let f = child_row(&args, Duration::from_secs(40 * 60), "ROWA")?;
         let ratio = field(&f, "presign_rate") / field(&f, "raw_rate");
         println!(
             "{:>9} {:>3} {:>10.0} {:>10.0} {:>10.0} {:>11.0} {:>11.2} {:>7.3} {:>9} {:>10.1}",
@@ -323,15 +321,8 @@ pub fn part_c(o: &Options) -> Result<(), String> {
         o.c_count
     );
     let started = Instant::now();
-    let out = run_self(
-        &[
-            "--child-c".into(),
-            o.c_count.to_string(),
-            o.populate_threads.to_string(),
-        ],
-        Duration::from_secs(60 * 60),
-    )?;
-    let f = tagged_fields(&out, "ROWC ").ok_or(format!("no ROWC in child output: {out}"))?;
+    let args: [&dyn Display; 3] = [&"--child-c", &o.c_count, &o.populate_threads];
+    let f = child_row(&args, Duration::from_secs(60 * 60), "ROWC")?;
     let n = field(&f, "cached");
     println!("# a fresh process and token; {} serial records (Db::insert_cert), then Publisher::refresh_now; RSS read after malloc_trim(0)", o.c_count);
     println!(
