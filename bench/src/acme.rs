@@ -15,9 +15,9 @@ use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::daemon::Daemon;
 use crate::issue::client::{Conn, Endpoint};
 use crate::issue::csr;
-use crate::issue::daemon::Daemon;
 
 const APPKEY: &str = "acme-bench";
 /// The command line of `acme-bench`.
@@ -46,6 +46,7 @@ pub fn run(o: &Options) -> Result<(), String> {
         &o.pcad,
         tmp.path(),
         &format!("\n[acme]\nhttp_port = {http_port}\n"),
+        None,
     )?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -7,6 +7,7 @@
 pub mod acme;
 pub mod cli;
 pub mod crl;
+pub mod daemon;
 pub mod issue;
 pub mod ocsp;
 pub mod scaleout;

@@ -4,7 +4,6 @@
 //! response: an in-process appliance (`Lab`) signs N responses and its real publisher writes
 //! them to a `redis-server` started here.
 
-use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -12,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use pcad::pki::KeyAlgorithm;
 
+use crate::daemon::{free_port, log_to, Daemon, Proc};
 use crate::serving::{
-    check_until_ready, compare, free_port, output_bounded, request_lines, setup_daemon,
-    spawn_pinned, wait_http, Appliance, Contender, Proc, ServingOptions,
+    check_until_ready, compare, output_bounded, request_lines, setup_daemon, wait_http, Api,
+    Contender, ServingOptions,
 };
 use crate::{mb, populate_serials, tempdir, timed, Lab};
 
@@ -26,8 +26,8 @@ fn redis_server(dir: &Path, cpu: &str) -> Result<(Proc, u16), String> {
             break p;
         }
     };
-    let child = Command::new("taskset")
-        .args(["-c", cpu, "redis-server", "--port"])
+    let mut c = Command::new("taskset");
+    c.args(["-c", cpu, "redis-server", "--port"])
         .arg(port.to_string())
         .args([
             "--bind",
@@ -40,13 +40,8 @@ fn redis_server(dir: &Path, cpu: &str) -> Result<(Proc, u16), String> {
         ])
         .arg(dir)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("redis-server: {e}"))?;
-    let proc = Proc {
-        name: "redis-server",
-        child,
-    };
+        .stderr(Stdio::null());
+    let proc = Proc::spawn("redis-server", c)?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if redis_cli(port, &["PING"]).is_ok_and(|o| o.trim() == "PONG") {
@@ -90,12 +85,10 @@ pub fn serving(o: &ServingOptions) -> Result<(), String> {
     let redis_url = format!("redis://127.0.0.1:{redis_port}/0");
 
     // The appliance (not measured: on CPU 1, stopped before the runs).
-    let (app, mut appliance) = Appliance::start(o, &dir, "1", |config| {
-        let mut text = std::fs::read_to_string(config).map_err(|e| e.to_string())?;
-        text.push_str(&format!("\n[publish]\nredis = \"{redis_url}\"\n"));
-        std::fs::write(config, text).map_err(|e| e.to_string())
-    })?;
-    let (setup, setup_time) = timed(|| setup_daemon(o, &app.api, &dir));
+    let publish = format!("\n[publish]\nredis = \"{redis_url}\"\n");
+    let mut appliance = Daemon::start_with(&o.pcad, &dir.join("pcad"), &publish, Some("1"))?;
+    let api = Api::of(&appliance, &dir);
+    let (setup, setup_time) = timed(|| setup_daemon(o, &api, &dir));
     let (post, get) = request_lines(&setup?)?;
     println!(
         "# setup: appliance publishing to {redis_url} > store > ROOT > INTERMEDIATE (P-256) > {} leaves: {:.1} s",
@@ -107,17 +100,21 @@ pub fn serving(o: &ServingOptions) -> Result<(), String> {
     // anything is measured.
     let responder_port = free_port()?;
     let url = format!("http://127.0.0.1:{responder_port}");
-    let listen = format!("127.0.0.1:{responder_port}");
-    let log = dir.join("responder.log");
-    let start = || -> Result<(Proc, (Vec<u8>, usize)), String> {
-        let args = ["responder", "--redis", &redis_url, "--listen", &listen].map(OsStr::new);
-        let mut p = spawn_pinned("pcad responder", "0", &o.pcad, &args, &log)?;
-        wait_http(&format!("{url}/healthz"), &mut p, Duration::from_secs(30))?;
-        Ok((p, check_until_ready(&url, &get, &post, &dir)?))
-    };
-    let (first, (one, ok_count)) = start()?;
+    let mut c = Command::new("taskset");
+    c.args(["-c", "0"])
+        .arg(&o.pcad)
+        .args(["responder", "--redis", &redis_url, "--listen"])
+        .arg(format!("127.0.0.1:{responder_port}"));
+    log_to(&mut c, &dir.join("responder.log"))?;
+    let mut responder = Proc::spawn("pcad responder", c)?;
+    wait_http(
+        &format!("{url}/healthz"),
+        &mut responder,
+        Duration::from_secs(30),
+    )?;
+    let (one, ok_count) = check_until_ready(&url, &get, &post, &dir)?;
     // The appliance is not needed to serve: stopped, so CPU 1 is wrk's.
-    appliance.stop();
+    appliance.proc.stop();
     println!(
         "# {} distinct OCSP requests; all {ok_count} GET answers 200 + successful from the responder before the runs (appliance then stopped); one response = {} bytes",
         post.len(),
@@ -127,16 +124,14 @@ pub fn serving(o: &ServingOptions) -> Result<(), String> {
         "# load: taskset -c 1 wrk -t{} -c{} -d{}s --latency; responder and nginx pinned with taskset -c 0 (redis-server on CPU 1, idle once the cache is warm); 3 s warm-up first",
         o.wrk_threads, o.conns, o.wrk_secs
     );
-    let mut restart = || start().map(|(p, _)| p);
-    let mut contender = Contender {
+    let contender = Contender {
         label: "resp",
         name: "responder",
-        url: url.clone(),
+        url,
         post: &post,
         get: &get,
-        restart: &mut restart,
     };
-    compare(o, &dir, &mut contender, first, &one, |round| {
+    compare(o, &dir, &contender, &mut responder, &one, |round| {
         let n = &round.results[2].2;
         for (_, method, r) in &round.results[..2] {
             println!(

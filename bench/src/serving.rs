@@ -3,11 +3,9 @@
 //! CPU 1. Management calls go over the mutual-TLS API with `curl`; every process started here
 //! is stopped when its guard drops (also on errors), and every wait is bounded.
 
-use std::ffi::OsStr;
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -16,9 +14,9 @@ use serde_json::{json, Value};
 use pcad::pki::ocsp;
 use pcad::pki::HashAlg;
 
+use crate::daemon::{free_port, Daemon, Proc};
 use crate::{
-    field, load_average, mb, median, stdout_bounded, tagged_fields, tempdir, timed, wait_bounded,
-    APPKEY,
+    field, load_average, mb, median, stdout_bounded, tagged_fields, tempdir, timed, APPKEY,
 };
 
 /// What part (b) is asked for.
@@ -35,41 +33,6 @@ pub struct ServingOptions {
     pub runs: usize,
 }
 
-/// A process of ours, stopped (SIGTERM, then SIGKILL after 10 s) when dropped, also on errors.
-pub(crate) struct Proc {
-    pub(crate) name: &'static str,
-    pub(crate) child: Child,
-}
-
-impl Proc {
-    pub(crate) fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    pub(crate) fn stop(&mut self) {
-        if !self.alive() {
-            return;
-        }
-        // SAFETY: kill(2) on the pid of our own child, which we have not reaped yet.
-        unsafe {
-            libc::kill(self.pid(), libc::SIGTERM);
-        }
-        if wait_bounded(&mut self.child, Duration::from_secs(10)).is_err() {
-            eprintln!("ocsp-bench: {} did not stop on SIGTERM; killed", self.name);
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// Where the daemon's API is and the client certificate to call it with.
 pub(crate) struct Api {
     pub(crate) base: String,
@@ -78,6 +41,18 @@ pub(crate) struct Api {
 }
 
 impl Api {
+    /// The API of `daemon`, with `scratch` for request bodies.
+    pub(crate) fn of(daemon: &Daemon, scratch: &Path) -> Api {
+        Api {
+            base: format!(
+                "https://127.0.0.1:{}/v2.0/appkeys/{APPKEY}/ca-stores",
+                daemon.api_port
+            ),
+            tls: daemon.dir.join("tls"),
+            scratch: scratch.to_owned(),
+        }
+    }
+
     fn curl(&self) -> Command {
         let mut c = Command::new("curl");
         c.arg("-sS")
@@ -139,17 +114,6 @@ pub(crate) fn output_bounded(mut c: Command, limit: Duration) -> Result<Vec<u8>,
         ));
     }
     Ok(v)
-}
-
-pub(crate) fn free_port() -> Result<u16, String> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port: {e}"))
-}
-
-pub(crate) fn port_free(port: u16) -> bool {
-    TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
 /// Waits until `url` answers 200 (bounded), while `proc` stays alive.
@@ -360,107 +324,6 @@ fn server_cpu(pid: i32) -> f64 {
     total
 }
 
-/// `taskset -c CPU PROGRAM ARGS`, its output appended to `log`.
-pub(crate) fn spawn_pinned(
-    name: &'static str,
-    cpu: &str,
-    program: &Path,
-    args: &[&OsStr],
-    log: &Path,
-) -> Result<Proc, String> {
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(|e| format!("{}: {e}", log.display()))?;
-    let err = out.try_clone().map_err(|e| e.to_string())?;
-    let child = Command::new("taskset")
-        .args(["-c", cpu])
-        .arg(program)
-        .args(args)
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .map_err(|e| format!("{name}: {e}"))?;
-    Ok(Proc { name, child })
-}
-
-/// The appliance: `pcad serve` over a fresh `pcad quickstart` folder (`DIR/pcad`), pinned to a
-/// CPU and answering on its public listener.
-pub(crate) struct Appliance {
-    pub(crate) api: Api,
-    /// `http://127.0.0.1:PORT` of the public listener (OCSP, health).
-    pub(crate) public: String,
-    config: PathBuf,
-    log: PathBuf,
-}
-
-impl Appliance {
-    /// Runs `pcad quickstart`, lets `configure` change its config file, starts `pcad serve` on
-    /// `cpu` and waits for its health answer; returns it and its process.
-    pub(crate) fn start(
-        o: &ServingOptions,
-        dir: &Path,
-        cpu: &'static str,
-        configure: impl FnOnce(&Path) -> Result<(), String>,
-    ) -> Result<(Appliance, Proc), String> {
-        if !o.pcad.exists() {
-            return Err(format!(
-                "{} not found: cargo build --release --bin pcad (or --pcad PATH)",
-                o.pcad.display()
-            ));
-        }
-        let qs = dir.join("pcad");
-        let api_port = free_port()?;
-        // quickstart puts the metrics listener 1384 above the public port: that one free too.
-        let public_port = loop {
-            let p = free_port()?;
-            if p != api_port && p.checked_add(1384).is_some_and(port_free) {
-                break p;
-            }
-        };
-        let mut c = Command::new(&o.pcad);
-        c.arg("quickstart")
-            .arg("--dir")
-            .arg(&qs)
-            .arg("--api-port")
-            .arg(api_port.to_string())
-            .arg("--public-port")
-            .arg(public_port.to_string());
-        output_bounded(c, Duration::from_secs(120))?;
-        let config = qs.join("pcad.toml");
-        configure(&config)?;
-        let a = Appliance {
-            api: Api {
-                base: format!("https://127.0.0.1:{api_port}/v2.0/appkeys/{APPKEY}/ca-stores"),
-                tls: qs.join("tls"),
-                scratch: dir.to_owned(),
-            },
-            public: format!("http://127.0.0.1:{public_port}"),
-            config,
-            log: dir.join("pcad.log"),
-        };
-        let p = a.serve(o, cpu)?;
-        Ok((a, p))
-    }
-
-    /// Starts `pcad serve` (again) on `cpu` and waits for its health answer.
-    pub(crate) fn serve(&self, o: &ServingOptions, cpu: &str) -> Result<Proc, String> {
-        let args = [
-            "serve".as_ref(),
-            "--config".as_ref(),
-            self.config.as_os_str(),
-        ];
-        let mut p = spawn_pinned("pcad serve", cpu, &o.pcad, &args, &self.log)?;
-        wait_http(
-            &format!("{}/healthz", self.public),
-            &mut p,
-            Duration::from_secs(30),
-        )?;
-        Ok(p)
-    }
-}
-
 /// The wrk request lists of part (b): one POST and one GET line per leaf of `setup`.
 pub(crate) fn request_lines(setup: &Setup) -> Result<(Vec<String>, Vec<String>), String> {
     let (name_hash, key_hash) =
@@ -497,8 +360,7 @@ pub(crate) fn check_until_ready(
     }
 }
 
-/// The server measured against nginx: its names, where it answers, what it is asked, and how
-/// to start it again for the runs after the first.
+/// The server measured against nginx: its names, where it answers and what it is asked.
 pub(crate) struct Contender<'a> {
     /// In the table and the wrk files (`pcad`, `resp`).
     pub(crate) label: &'static str,
@@ -507,8 +369,6 @@ pub(crate) struct Contender<'a> {
     pub(crate) url: String,
     pub(crate) post: &'a [String],
     pub(crate) get: &'a [String],
-    /// Starts it again, answering every request (cache warm).
-    pub(crate) restart: &'a mut dyn FnMut() -> Result<Proc, String>,
 }
 
 /// One run of the comparison: the contender's POST and GET, then nginx's GET; the contender's
@@ -518,32 +378,33 @@ pub(crate) struct Round {
     pub(crate) rss: Option<u64>,
 }
 
-/// `o.runs` rounds of: the contender (`first`, then restarted) under wrk for POST and GET, then
-/// nginx serving `one` for GET. Prints each round's table, `report`'s lines and the contender's
-/// RSS; after more than one round, the median of every figure and of the ratios.
+/// `o.runs` rounds of: the contender (`server`, running and answering; restarted for the
+/// later rounds) under wrk for POST and GET, then nginx serving `one` for GET. Prints each
+/// round's table, `report`'s lines and the contender's RSS; after more than one round, the
+/// median of every figure and of the ratios.
 pub(crate) fn compare(
     o: &ServingOptions,
     dir: &Path,
-    c: &mut Contender,
-    first: Proc,
+    c: &Contender,
+    server: &mut Proc,
     one: &[u8],
     report: impl Fn(&Round),
 ) -> Result<(), String> {
-    let mut first = Some(first);
     let mut rounds = Vec::new();
     for run in 1..=o.runs {
         let suffix = match run {
             1 => String::new(),
             _ => {
                 println!("\n# run {run} of {}", o.runs);
+                // Started again, every request answered (its cache warm) before the runs.
+                server.restart()?;
+                let health = format!("{}/healthz", c.url);
+                wait_http(&health, server, Duration::from_secs(30))?;
+                check_until_ready(&c.url, c.get, c.post, dir)?;
                 format!("-{run}")
             }
         };
-        let mut server = match first.take() {
-            Some(p) => p,
-            None => (c.restart)()?,
-        };
-        let pid = server.pid();
+        let pid = server.pid() as i32;
         let tag = |what: &str| format!("{what}{suffix}");
         wrk(o, dir, &c.url, c.post, 3, &tag("warm"), pid)?;
         println!("# load average before {} runs: {}", c.name, load_average());
@@ -655,20 +516,16 @@ fn nginx_run(
     let port = free_port()?;
     let conf = dir.join("nginx.conf");
     std::fs::write(&conf, nginx_conf(dir, port)).map_err(|e| e.to_string())?;
-    let mut nginx = Proc {
-        name: "nginx",
-        child: Command::new("taskset")
-            .args(["-c", "0", "/usr/sbin/nginx", "-c"])
-            .arg(&conf)
-            .arg("-p")
-            .arg(dir)
-            .arg("-e")
-            .arg(dir.join("nginx-error.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("nginx: {e}"))?,
-    };
+    let mut c = Command::new("taskset");
+    c.args(["-c", "0", "/usr/sbin/nginx", "-c"])
+        .arg(&conf)
+        .arg("-p")
+        .arg(dir)
+        .arg("-e")
+        .arg(dir.join("nginx-error.log"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut nginx = Proc::spawn("nginx", c)?;
     let url = format!("http://127.0.0.1:{port}");
     wait_http(
         &format!("{url}/ocsp.der"),
@@ -676,7 +533,7 @@ fn nginx_run(
         Duration::from_secs(15),
     )?;
     let lines = vec!["GET /ocsp.der".to_owned()];
-    let pid = nginx.pid();
+    let pid = nginx.pid() as i32;
     wrk(o, dir, &url, &lines, 3, &format!("nginx-warm{suffix}"), pid)?;
     println!("# load average before nginx run: {}", load_average());
     let r = wrk(
@@ -700,11 +557,13 @@ pub fn run(o: &ServingOptions) -> Result<(), String> {
     // nginx's worker (user nobody) must read the response file.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
         .map_err(|e| e.to_string())?;
-    let (app, first) = Appliance::start(o, &dir, "0", |_| Ok(()))?;
-    let (setup, setup_time) = timed(|| setup_daemon(o, &app.api, &dir));
+    let mut daemon = Daemon::start_with(&o.pcad, &dir.join("pcad"), "", Some("0"))?;
+    let api = Api::of(&daemon, &dir);
+    let public = format!("http://127.0.0.1:{}", daemon.public_port);
+    let (setup, setup_time) = timed(|| setup_daemon(o, &api, &dir));
     let (post, get) = request_lines(&setup?)?;
     // Every request answers 200 with a successful response before anything is measured.
-    let (one, ok_count) = check_answers(&app.public, &get, &post, &dir)?;
+    let (one, ok_count) = check_answers(&public, &get, &post, &dir)?;
     println!(
         "# setup over the mTLS API (curl): store (ocspActive, refresh 12 h) > ROOT > INTERMEDIATE (P-256) > template (storeInServer false) > {} GENERATE leaves: {:.1} s",
         post.len(),
@@ -720,20 +579,14 @@ pub fn run(o: &ServingOptions) -> Result<(), String> {
         "# load: taskset -c 1 wrk -t{} -c{} -d{}s --latency (Lua: a random request of the list each time); servers pinned with taskset -c 0; 3 s warm-up run first",
         o.wrk_threads, o.conns, o.wrk_secs
     );
-    let mut restart = || -> Result<Proc, String> {
-        let p = app.serve(o, "0")?;
-        check_until_ready(&app.public, &get, &post, &dir)?;
-        Ok(p)
-    };
-    let mut contender = Contender {
+    let contender = Contender {
         label: "pcad",
         name: "pcad",
-        url: app.public.clone(),
+        url: public,
         post: &post,
         get: &get,
-        restart: &mut restart,
     };
-    compare(o, &dir, &mut contender, first, &one, |round| {
+    compare(o, &dir, &contender, &mut daemon.proc, &one, |round| {
         let r = &round.results;
         let nginx_r = &r[2].2;
         println!("# CPU us/req = server CPU (all threads; nginx master + worker) / requests; srv util = server CPU s per wall s (1.0 = its core fully used): below 1.0 the server waited for the network or lost its core to other processes");

@@ -13,9 +13,9 @@ use pcad::hsm::Hsm;
 use pcad::pki::SignatureAlgorithm;
 
 use super::client::{Conn, Endpoint};
-use super::daemon::Daemon;
 use super::load::{self, Outcome, Spec};
 use super::{csr, diag, raw};
+use crate::daemon::Daemon;
 use crate::{sys, APPKEY};
 
 /// The command line of `issue-bench`.

@@ -4,7 +4,6 @@
 pub mod bench;
 pub mod client;
 pub mod csr;
-pub mod daemon;
 pub mod diag;
 pub mod load;
 pub mod raw;
