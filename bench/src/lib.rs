@@ -1,4 +1,6 @@
-//! Shared helpers of pcad's benchmark programs (each program is a binary in `src/bin/`).
+//! The harness of pcad's benchmark programs: each program in `src/bin/` parses its command line
+//! (`cli`) and calls its module here (`ocsp`, `serving`, `crl`, `issue::bench`, `acme`,
+//! `scaleout`), which start processes through `daemon`.
 //!
 //! A `Lab` is pcad in-process against a real SoftHSM token in a temporary folder (made by
 //! `pcad::quickstart::run`); the rest are request builders, fast database population (setup,

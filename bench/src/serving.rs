@@ -1,7 +1,8 @@
-//! Part (b) of `ocsp-bench`: the real daemon (`pcad serve`) answering OCSP under `wrk`, beside
-//! nginx serving one static response file, both pinned to CPU 0 with the load generator on
-//! CPU 1. Management calls go over the mutual-TLS API with `curl`; every process started here
-//! is stopped when its guard drops (also on errors), and every wait is bounded.
+//! The serving comparison (part (b) of `ocsp-bench` and of `scaleout-bench`): a server under
+//! test answering OCSP under `wrk`, beside nginx serving one static response file, both pinned
+//! to CPU 0 with the load generator on CPU 1, `--runs` times, with the medians. Management
+//! calls go over the mutual-TLS API with `curl`; every process started here is stopped when its
+//! guard drops (also on errors), and every wait is bounded.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
