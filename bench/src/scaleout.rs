@@ -120,16 +120,13 @@ pub fn serving(o: &ServingOptions) -> Result<(), String> {
         post.len(),
         one.len()
     );
-    println!(
-        "# load: taskset -c 1 wrk -t{} -c{} -d{}s --latency; responder and nginx pinned with taskset -c 0 (redis-server on CPU 1, idle once the cache is warm); 3 s warm-up first",
-        o.wrk_threads, o.conns, o.wrk_secs
-    );
     let contender = Contender {
         label: "resp",
         name: "responder",
         url,
         post: &post,
         get: &get,
+        load_note: "; responder and nginx pinned with taskset -c 0 (redis-server on CPU 1, idle once the cache is warm); 3 s warm-up first",
     };
     compare(o, &dir, &contender, &mut responder, &one, |round| {
         let n = &round.results[2].2;

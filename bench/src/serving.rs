@@ -370,6 +370,8 @@ pub(crate) struct Contender<'a> {
     pub(crate) url: String,
     pub(crate) post: &'a [String],
     pub(crate) get: &'a [String],
+    /// The end of the `# load:` line (after the wrk command).
+    pub(crate) load_note: &'static str,
 }
 
 /// One run of the comparison: the contender's POST and GET, then nginx's GET; the contender's
@@ -391,6 +393,10 @@ pub(crate) fn compare(
     one: &[u8],
     report: impl Fn(&Round),
 ) -> Result<(), String> {
+    println!(
+        "# load: taskset -c 1 wrk -t{} -c{} -d{}s --latency{}",
+        o.wrk_threads, o.conns, o.wrk_secs, c.load_note
+    );
     let mut rounds = Vec::new();
     for run in 1..=o.runs {
         let suffix = match run {
@@ -576,16 +582,13 @@ pub fn run(o: &ServingOptions) -> Result<(), String> {
         ok_count,
         one.len()
     );
-    println!(
-        "# load: taskset -c 1 wrk -t{} -c{} -d{}s --latency (Lua: a random request of the list each time); servers pinned with taskset -c 0; 3 s warm-up run first",
-        o.wrk_threads, o.conns, o.wrk_secs
-    );
     let contender = Contender {
         label: "pcad",
         name: "pcad",
         url: public,
         post: &post,
         get: &get,
+        load_note: " (Lua: a random request of the list each time); servers pinned with taskset -c 0; 3 s warm-up run first",
     };
     compare(o, &dir, &contender, &mut daemon.proc, &one, |round| {
         let r = &round.results;
