@@ -374,15 +374,17 @@ pub(crate) struct Contender<'a> {
     pub(crate) load_note: &'static str,
 }
 
-/// One run of the comparison: the contender's POST and GET, then nginx's GET; the contender's
-/// RSS after its runs.
+/// One run of the comparison: the contender's POST and GET, then nginx's GET and POST (the
+/// contender's POST requests, answered with the same static file); the contender's RSS after
+/// its runs.
 pub(crate) struct Round {
     pub(crate) results: Vec<(&'static str, &'static str, WrkResult)>,
     pub(crate) rss: Option<u64>,
 }
 
 /// `o.runs` rounds of: the contender (`server`, running and answering; restarted for the
-/// later rounds) under wrk for POST and GET, then nginx serving `one` for GET. Prints each
+/// later rounds) under wrk for POST and GET, then nginx serving `one` for GET and for the
+/// contender's POST requests. Prints each
 /// round's table, `report`'s lines and the contender's RSS; after more than one round, the
 /// median of every figure and of the ratios.
 pub(crate) fn compare(
@@ -421,12 +423,13 @@ pub(crate) fn compare(
         let get = wrk(o, dir, &c.url, c.get, o.wrk_secs, &get_tag, pid)?;
         let rss = proc_rss(pid);
         server.stop();
-        let nginx = nginx_run(o, dir, one, &suffix)?;
+        let (nginx_get, nginx_post) = nginx_run(o, dir, one, c.post, &suffix)?;
         let round = Round {
             results: vec![
                 (c.label, "POST", post),
                 (c.label, "GET", get),
-                ("nginx", "GET", nginx),
+                ("nginx", "GET", nginx_get),
+                ("nginx", "POST", nginx_post),
             ],
             rss,
         };
@@ -502,15 +505,23 @@ fn print_medians(name: &str, rounds: &[Round]) {
             over(&|r| r.results[i].2.p99_ms / r.results[2].2.p99_ms),
         );
     }
+    println!(
+        "median {name} POST/ nginx POST: {:.2}x requests/s, p99 {:.2}x nginx's (the same requests)",
+        over(&|r| r.results[0].2.rps / r.results[3].2.rps),
+        over(&|r| r.results[0].2.p99_ms / r.results[3].2.p99_ms),
+    );
 }
 
-/// nginx (one worker, CPU 0) serving `one` as a static file: a 3 s warm-up, then one wrk run.
+/// nginx (one worker, CPU 0) serving `one` as a static file: a 3 s warm-up, then one wrk run
+/// of GETs for the file and one of the contender's POST requests (`post`), which nginx answers
+/// with the same file: (GET, POST).
 fn nginx_run(
     o: &ServingOptions,
     dir: &Path,
     one: &[u8],
+    post: &[String],
     suffix: &str,
-) -> Result<WrkResult, String> {
+) -> Result<(WrkResult, WrkResult), String> {
     let www = dir.join("www");
     std::fs::create_dir_all(dir.join("nginx-tmp")).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&www).map_err(|e| e.to_string())?;
@@ -543,7 +554,7 @@ fn nginx_run(
     let pid = nginx.pid() as i32;
     wrk(o, dir, &url, &lines, 3, &format!("nginx-warm{suffix}"), pid)?;
     println!("# load average before nginx run: {}", load_average());
-    let r = wrk(
+    let get = wrk(
         o,
         dir,
         &url,
@@ -552,8 +563,17 @@ fn nginx_run(
         &format!("nginx-get{suffix}"),
         pid,
     )?;
+    let post = wrk(
+        o,
+        dir,
+        &url,
+        post,
+        o.wrk_secs,
+        &format!("nginx-post{suffix}"),
+        pid,
+    )?;
     nginx.stop();
-    Ok(r)
+    Ok((get, post))
 }
 
 /// Part (b) of `ocsp-bench`: the appliance itself on CPU 0 against nginx.
@@ -603,6 +623,12 @@ pub fn run(o: &ServingOptions) -> Result<(), String> {
                 if r.p99_ms <= 2.0 { "met" } else { "MISSED" },
             );
         }
+        let (post, nginx_post) = (&r[0].2, &r[3].2);
+        println!(
+            "pcad POST/ nginx POST: {:.2}x requests/s, p99 {:.2}x nginx's (the same POST requests; nginx answers them with the static file)",
+            post.rps / nginx_post.rps,
+            post.p99_ms / nginx_post.p99_ms,
+        );
         for (_, method, r) in &r[..2] {
             println!(
                 "pcad {method:<4} CPU per request: {:.2}x nginx's (what the requests/s ratio would be, inverted, with each server alone on its core)",
@@ -805,7 +831,11 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         root {d}/www;
-        location / {{ }}
+        # GET /ocsp.der: the static file. Any other path (the contender's POST requests): the
+        # same file; the static module refuses POST with 405, which error_page turns into the
+        # file (nginx repeats the request internally as a GET).
+        location = /ocsp.der {{ }}
+        location / {{ try_files /ocsp.der =404; error_page 405 =200 /ocsp.der; }}
     }}
 }}
 "#
