@@ -12,9 +12,8 @@ use super::query::Query;
 use super::revocation::{self, CrlForm};
 use super::route::{Matched, Route};
 use super::{views, Api, Authed, Reply};
-use crate::ca::Target;
+use crate::ca::{AuditQuery, CertKind, CertScope, Target};
 use crate::config::Role;
-use crate::store::{AuditFilter, CertFilter};
 
 /// Dispatches a matched route. `caller` is `Some` for every management route.
 pub(super) async fn route(
@@ -123,11 +122,11 @@ async fn management_inner(
             Ok(Reply::Json(views::store(&s)))
         }
         (Method::GET, Route::Store(id)) => {
-            let s = api.blocking(move |ca| ca.store(&appkey, id)).await?;
+            let s = api.blocking(move |ca| ca.store_info(&appkey, id)).await?;
             Ok(Reply::Json(views::store(&s)))
         }
         (Method::PUT, Route::Store(id)) => {
-            admin_and(api, &who, move |ca, k| ca.store(k, id)).await?;
+            admin_and(api, &who, move |ca, k| ca.store_info(k, id)).await?;
             let params = body::json::<StoreBody>(&body)?.check()?;
             let s = api
                 .blocking(move |ca| ca.update_store(&actor, id, params))
@@ -142,10 +141,10 @@ async fn management_inner(
         (Method::GET, Route::Certs(store)) => {
             let (page, size) = q.paging()?;
             let search = q.get("search")?;
-            let filter = match q.get("type")?.as_deref() {
-                None | Some("all") => CertFilter::All,
-                Some("issuer") => CertFilter::Issuer,
-                Some("leaf") => CertFilter::Leaf,
+            let scope = match q.get("type")?.as_deref() {
+                None | Some("all") => CertScope::All,
+                Some("issuer") => CertScope::Issuer,
+                Some("leaf") => CertScope::Leaf,
                 Some(other) => {
                     return Err(ApiError::malformed(format!(
                         "type: unknown value {other:?}; must be all, issuer or leaf"
@@ -154,38 +153,32 @@ async fn management_inner(
             };
             let p = api
                 .blocking(move |ca| {
-                    ca.store(&appkey, store)?;
-                    Ok(ca
-                        .db
-                        .list_certs(store, filter, search.as_deref(), page, size)?)
+                    ca.list_certs(&appkey, store, scope, search.as_deref(), page, size)
                 })
                 .await?;
             Ok(Reply::Json(views::page(&p, views::cert)))
         }
         (Method::POST, Route::Certs(store)) => {
-            admin_and(api, &who, move |ca, k| ca.store(k, store)).await?;
+            admin_and(api, &who, move |ca, k| ca.store_info(k, store)).await?;
             let params = body::json::<IssuerBody>(&body)?.check()?;
-            let c = api
-                .blocking(move |ca| ca.create_issuer(&actor, store, params))
-                .await?;
-            let chain = {
-                let c = c.clone();
-                api.blocking(move |ca| ca.chain(&c)).await?
-            };
-            Ok(Reply::Json(views::cert_detail(&c, &chain)))
-        }
-        (Method::GET, Route::Cert(store, id)) => {
             let (c, chain) = api
                 .blocking(move |ca| {
-                    let c = ca.cert(&appkey, store, id)?;
-                    let chain = ca.chain(&c)?;
-                    Ok((c, chain))
+                    let c = ca.create_issuer(&actor, store, params)?;
+                    ca.cert_with_chain(&appkey, store, c.id)
                 })
                 .await?;
             Ok(Reply::Json(views::cert_detail(&c, &chain)))
         }
+        (Method::GET, Route::Cert(store, id)) => {
+            let (c, chain) = api
+                .blocking(move |ca| ca.cert_with_chain(&appkey, store, id))
+                .await?;
+            Ok(Reply::Json(views::cert_detail(&c, &chain)))
+        }
         (Method::GET, Route::CertDownload(store, id)) => {
-            let c = api.blocking(move |ca| ca.cert(&appkey, store, id)).await?;
+            let c = api
+                .blocking(move |ca| ca.cert_info(&appkey, store, id))
+                .await?;
             Ok(Reply::Raw {
                 status: StatusCode::OK,
                 content_type: "application/x-pem-file",
@@ -203,13 +196,13 @@ async fn management_inner(
         (Method::GET, Route::AuditEvents) => {
             who.require(Role::Admin)?;
             let (page, size) = q.paging()?;
-            let filter = AuditFilter {
+            let query = AuditQuery {
                 action: q.get("action")?,
                 from: q.time("from")?,
                 to: q.time("to")?,
             };
             let p = api
-                .blocking(move |ca| Ok(ca.db.list_audit(&appkey, &filter, page, size)?))
+                .blocking(move |ca| ca.list_audit(&appkey, query, page, size))
                 .await?;
             Ok(Reply::Json(views::page(&p, |e| {
                 let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
@@ -218,7 +211,7 @@ async fn management_inner(
             })))
         }
         (Method::POST, Route::CertRevoke(store, id)) => {
-            admin_and(api, &who, move |ca, k| ca.cert(k, store, id)).await?;
+            admin_and(api, &who, move |ca, k| ca.cert_info(k, store, id)).await?;
             let reason = RevokeBody::reason(&body)?;
             let c = api
                 .blocking(move |ca| ca.revoke(&actor, store, id, reason))
@@ -236,7 +229,7 @@ async fn management_inner(
             Ok(Reply::Json(views::page(&p, views::template)))
         }
         (Method::POST, Route::Templates(store)) => {
-            admin_and(api, &who, move |ca, k| ca.store(k, store)).await?;
+            admin_and(api, &who, move |ca, k| ca.store_info(k, store)).await?;
             let params = body::json::<TemplateBody>(&body)?.check()?;
             let t = api
                 .blocking(move |ca| ca.create_template(&actor, store, params))
@@ -245,12 +238,12 @@ async fn management_inner(
         }
         (Method::GET, Route::Template(store, id)) => {
             let t = api
-                .blocking(move |ca| ca.template(&appkey, store, id))
+                .blocking(move |ca| ca.template_info(&appkey, store, id))
                 .await?;
             Ok(Reply::Json(views::template(&t)))
         }
         (Method::PUT, Route::Template(store, id)) => {
-            admin_and(api, &who, move |ca, k| ca.template(k, store, id)).await?;
+            admin_and(api, &who, move |ca, k| ca.template_info(k, store, id)).await?;
             let params = body::json::<TemplateBody>(&body)?.check()?;
             let t = api
                 .blocking(move |ca| ca.update_template(&actor, store, id, params))
@@ -270,7 +263,7 @@ async fn management_inner(
             let req = match body::json::<LeafBody>(&body).and_then(LeafBody::check) {
                 Ok(req) => req,
                 Err(e) => {
-                    admin_and(api, &who, move |ca, k| ca.template(k, store, id)).await?;
+                    admin_and(api, &who, move |ca, k| ca.template_info(k, store, id)).await?;
                     return Err(e);
                 }
             };
@@ -316,10 +309,10 @@ fn issued_leaf(
     use crate::pki::cert::to_pem;
     use base64::Engine;
     let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
-    let chain: Vec<&crate::store::CertRecord> = leaf
+    let chain: Vec<&crate::ca::Certificate> = leaf
         .chain
         .iter()
-        .filter(|c| !(remove_roots && c.cert_type == crate::store::CertType::Root))
+        .filter(|c| !(remove_roots && c.kind == CertKind::Root))
         .collect();
     let enc = |der: &[u8]| match format {
         Format::Der => b64(der),

@@ -191,7 +191,7 @@ impl Api {
     /// later gives, not a server fault.
     async fn unless_store_gone(&self, e: ApiError, appkey: String, store_id: u64) -> ApiError {
         let gone = self
-            .blocking(move |ca| Ok(ca.db.store(&appkey, store_id)?.is_none()))
+            .blocking(move |ca| Ok(!ca.store_exists(&appkey, store_id)?))
             .await;
         if matches!(gone, Ok(true)) {
             log::info!(

@@ -19,8 +19,7 @@ use crate::api::source::{BoxFuture, StatusSource};
 use crate::api::{ApiError, Reply};
 use crate::clock::now;
 use crate::pki::ocsp::{OcspErrorStatus, RequestedCertId};
-use crate::status::{CaTagTarget, CachedResponse, OcspAnswer};
-use crate::store::CrlRecord;
+use crate::status::{CaTagTarget, CachedResponse, Crl, OcspAnswer};
 
 /// What `pcad responder` is given (flags, or `[responder]` of a config file).
 #[derive(Clone, Debug)]
@@ -85,8 +84,6 @@ struct StoreMeta {
     ocsp: bool,
 }
 
-type Crl = Arc<(CrlRecord, Vec<u8>)>;
-
 /// Per store, CertID key → response.
 type OcspCache = HashMap<u64, HashMap<Box<[u8]>, Arc<CachedResponse>>>;
 
@@ -95,7 +92,7 @@ pub struct RedisSource {
     pub(crate) target: Target,
     conn: Mutex<Option<Conn>>,
     ocsp: RwLock<OcspCache>,
-    crls: RwLock<HashMap<(u64, u64), Crl>>,
+    crls: RwLock<HashMap<(u64, u64), Arc<Crl>>>,
     stores: RwLock<HashMap<u64, StoreMeta>>,
     /// NAVER Cloud `caTag` → where its answers are (known tags only).
     tags: RwLock<HashMap<String, CaTagTarget>>,
@@ -436,7 +433,7 @@ impl StatusSource for RedisSource {
         appkey: String,
         store_id: u64,
         issuer_id: u64,
-    ) -> BoxFuture<'a, Result<(CrlRecord, Vec<u8>), ApiError>> {
+    ) -> BoxFuture<'a, Result<Crl, ApiError>> {
         Box::pin(async move {
             let not_found = || {
                 ApiError::not_found(format!(
@@ -451,10 +448,10 @@ impl StatusSource for RedisSource {
                     .read()
                     .ok()
                     .and_then(|c| c.get(&(store_id, issuer_id)).cloned())
-                    .filter(|c| c.0.next_update > t);
+                    .filter(|c| c.next_update > t);
                 if let Some(c) = hit {
                     return if mine(&m) {
-                        Ok((c.0.clone(), c.1.clone()))
+                        Ok(Crl::clone(&c))
                     } else {
                         Err(not_found())
                     };
@@ -482,18 +479,17 @@ impl StatusSource for RedisSource {
             if next <= t {
                 return Err(not_found());
             }
-            let rec = CrlRecord {
-                issuer_id,
-                number: 0,
+            let crl = Crl {
+                der,
                 this_update: this,
                 next_update: next,
             };
             if self.epoch.load(Ordering::SeqCst) == epoch {
                 if let Ok(mut c) = self.crls.write() {
-                    c.insert((store_id, issuer_id), Arc::new((rec.clone(), der.clone())));
+                    c.insert((store_id, issuer_id), Arc::new(crl.clone()));
                 }
             }
-            Ok((rec, der))
+            Ok(crl)
         })
     }
 
