@@ -126,11 +126,14 @@ async fn management_inner(
             Ok(Reply::Json(views::store(&s)))
         }
         (Method::PUT, Route::Store(id)) => {
-            admin_and(api, &who, move |ca, k| ca.store_info(k, id)).await?;
-            let params = body::json::<StoreBody>(&body)?.check()?;
-            let s = api
-                .blocking(move |ca| ca.update_store(&actor, id, params))
-                .await?;
+            let s = admin_write(
+                api,
+                &who,
+                move |ca, k| ca.store_info(k, id),
+                || body::json::<StoreBody>(&body).and_then(StoreBody::check),
+                move |ca, params| ca.update_store(&actor, id, params),
+            )
+            .await?;
             Ok(Reply::Json(views::store(&s)))
         }
         (Method::DELETE, Route::Store(id)) => {
@@ -159,14 +162,17 @@ async fn management_inner(
             Ok(Reply::Json(views::page(&p, views::cert)))
         }
         (Method::POST, Route::Certs(store)) => {
-            admin_and(api, &who, move |ca, k| ca.store_info(k, store)).await?;
-            let params = body::json::<IssuerBody>(&body)?.check()?;
-            let (c, chain) = api
-                .blocking(move |ca| {
+            let (c, chain) = admin_write(
+                api,
+                &who,
+                move |ca, k| ca.store_info(k, store),
+                || body::json::<IssuerBody>(&body).and_then(IssuerBody::check),
+                move |ca, params| {
                     let c = ca.create_issuer(&actor, store, params)?;
                     ca.cert_with_chain(&appkey, store, c.id)
-                })
-                .await?;
+                },
+            )
+            .await?;
             Ok(Reply::Json(views::cert_detail(&c, &chain)))
         }
         (Method::GET, Route::Cert(store, id)) => {
@@ -211,11 +217,14 @@ async fn management_inner(
             })))
         }
         (Method::POST, Route::CertRevoke(store, id)) => {
-            admin_and(api, &who, move |ca, k| ca.cert_info(k, store, id)).await?;
-            let reason = RevokeBody::reason(&body)?;
-            let c = api
-                .blocking(move |ca| ca.revoke(&actor, store, id, reason))
-                .await?;
+            let c = admin_write(
+                api,
+                &who,
+                move |ca, k| ca.cert_info(k, store, id),
+                || RevokeBody::reason(&body),
+                move |ca, reason| ca.revoke(&actor, store, id, reason),
+            )
+            .await?;
             Ok(Reply::Json(views::cert(&c)))
         }
         (Method::GET, Route::Templates(store)) => {
@@ -229,11 +238,14 @@ async fn management_inner(
             Ok(Reply::Json(views::page(&p, views::template)))
         }
         (Method::POST, Route::Templates(store)) => {
-            admin_and(api, &who, move |ca, k| ca.store_info(k, store)).await?;
-            let params = body::json::<TemplateBody>(&body)?.check()?;
-            let t = api
-                .blocking(move |ca| ca.create_template(&actor, store, params))
-                .await?;
+            let t = admin_write(
+                api,
+                &who,
+                move |ca, k| ca.store_info(k, store),
+                || body::json::<TemplateBody>(&body).and_then(TemplateBody::check),
+                move |ca, spec| ca.create_template(&actor, store, spec),
+            )
+            .await?;
             Ok(Reply::Json(views::template(&t)))
         }
         (Method::GET, Route::Template(store, id)) => {
@@ -243,11 +255,14 @@ async fn management_inner(
             Ok(Reply::Json(views::template(&t)))
         }
         (Method::PUT, Route::Template(store, id)) => {
-            admin_and(api, &who, move |ca, k| ca.template_info(k, store, id)).await?;
-            let params = body::json::<TemplateBody>(&body)?.check()?;
-            let t = api
-                .blocking(move |ca| ca.update_template(&actor, store, id, params))
-                .await?;
+            let t = admin_write(
+                api,
+                &who,
+                move |ca, k| ca.template_info(k, store, id),
+                || body::json::<TemplateBody>(&body).and_then(TemplateBody::check),
+                move |ca, spec| ca.update_template(&actor, store, id, spec),
+            )
+            .await?;
             Ok(Reply::Json(views::template(&t)))
         }
         (Method::DELETE, Route::Template(store, id)) => {
@@ -285,6 +300,20 @@ async fn management_inner(
         }
         (_, route) => Err(ApiError::method_not_allowed(route.allow())),
     }
+}
+
+/// A write by an ADMIN to an object that `check` finds (an unknown id answers 404 before the
+/// body is judged): then `parse` judges the body and `op` runs with what it made.
+async fn admin_write<P: Send + 'static, T: Send + 'static, C: Send + 'static>(
+    api: &Api,
+    who: &Authed,
+    check: impl FnOnce(&crate::ca::Ca, &str) -> Result<C, crate::ca::CaError> + Send + 'static,
+    parse: impl FnOnce() -> Result<P, ApiError>,
+    op: impl FnOnce(&crate::ca::Ca, P) -> Result<T, crate::ca::CaError> + Send + 'static,
+) -> Result<T, ApiError> {
+    admin_and(api, who, check).await?;
+    let params = parse()?;
+    api.blocking(move |ca| op(ca, params)).await
 }
 
 /// ADMIN, then `check` that the addressed object exists before the body is judged, so that an

@@ -131,12 +131,7 @@ impl Api {
             Ok(body) => self.dispatch(parts, body, &peer, &mut route).await,
             Err(e) => Err(e),
         };
-        let response = match result {
-            Ok(reply) => into_response(reply),
-            Err(e) => error_response(e),
-        };
-        crate::metrics::METRICS.request(route, response.status().as_u16());
-        response
+        answer(route, result)
     }
 
     async fn dispatch(
@@ -295,6 +290,16 @@ async fn drain(mut body: Incoming) {
             _ => break,
         }
     }
+}
+
+/// The response to a request of `route` (its metrics name), counted.
+fn answer(route: &'static str, result: Result<Reply, ApiError>) -> Response<Full<Bytes>> {
+    let response = match result {
+        Ok(reply) => into_response(reply),
+        Err(e) => error_response(e),
+    };
+    crate::metrics::METRICS.request(route, response.status().as_u16());
+    response
 }
 
 fn into_response(reply: Reply) -> Response<Full<Bytes>> {

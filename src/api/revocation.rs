@@ -103,7 +103,24 @@ pub async fn ocsp(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response<Full<Bytes>> {
-    let answer = match lookup(source, appkey, store_id, get_path, headers, body) {
+    // Decode the request (GET path or POST body) and look it up in the cache; `Err` hands back
+    // the parsed CertIDs for the slow path. The decoding buffer ends with this block, so that
+    // it is not kept across the slow path's wait.
+    let looked_up = {
+        let mut decoded;
+        let request = match get_path {
+            Some(path) => {
+                decoded = [0; ocsp::MAX_GET_REQUEST];
+                ocsp::decode_get_path_into(path, &mut decoded).map_err(|e| e.status())
+            }
+            None => post_request(headers, body),
+        };
+        match request {
+            Ok(request) => source.ocsp(appkey, store_id, request),
+            Err(status) => Ok(OcspAnswer::Error(status)),
+        }
+    };
+    let answer = match looked_up {
         Ok(a) => a,
         Err(reqs) => source.ocsp_slow(appkey, store_id, reqs).await,
     };
@@ -118,37 +135,17 @@ pub async fn ocsp(
     }
 }
 
-/// Decodes the request (GET path or POST body) and looks it up in the cache; `Err` hands back
-/// the parsed CertIDs for the slow path.
-fn lookup(
-    source: &dyn StatusSource,
-    appkey: &str,
-    store_id: u64,
-    get_path: Option<&str>,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<OcspAnswer, Vec<ocsp::RequestedCertId>> {
-    let mut decoded;
-    let request = match get_path {
-        Some(path) => {
-            decoded = [0; ocsp::MAX_GET_REQUEST];
-            match ocsp::decode_get_path_into(path, &mut decoded) {
-                Ok(r) => r,
-                Err(e) => return Ok(OcspAnswer::Error(e.status())),
-            }
-        }
-        None => {
-            let ct = headers
-                .get(hyper::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("application/ocsp-request");
-            if !ct.trim().eq_ignore_ascii_case("application/ocsp-request") {
-                return Ok(OcspAnswer::Error(OcspErrorStatus::MalformedRequest));
-            }
-            body
-        }
-    };
-    source.ocsp(appkey, store_id, request)
+/// The DER request of a POST, whose content type must be `application/ocsp-request` (or none).
+fn post_request<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<&'a [u8], OcspErrorStatus> {
+    let ct = headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/ocsp-request");
+    if ct.trim().eq_ignore_ascii_case("application/ocsp-request") {
+        Ok(body)
+    } else {
+        Err(OcspErrorStatus::MalformedRequest)
+    }
 }
 
 /// A signed response with RFC 5019 §6 caching headers; 304 for a matching `If-None-Match`

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use hyper::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::Reply;
@@ -140,15 +140,20 @@ impl StatusSource for ApplianceSource {
         if let Some(p) = self.ca.publisher.publish_health() {
             body["publish"] = p;
         }
-        Reply::Raw {
-            status: if up {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            },
-            content_type: "application/json",
-            headers: vec![("cache-control", "no-store".into())],
-            body: Bytes::from(body.to_string()),
-        }
+        health_reply(up, &body)
+    }
+}
+
+/// `GET /healthz`'s answer, the same from every source: 200 when `ok`, else 503; never cached.
+pub fn health_reply(ok: bool, body: &Value) -> Reply {
+    Reply::Raw {
+        status: if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        content_type: "application/json",
+        headers: vec![("cache-control", "no-store".into())],
+        body: Bytes::from(body.to_string()),
     }
 }

@@ -590,18 +590,28 @@ impl Ca {
         ca: &NcpCa,
         serial: &[u8],
     ) -> Result<(Certificate, Vec<Vec<u8>>), CaError> {
-        let issuer_id = ca.cert_id.ok_or_else(cert_not_found)?;
+        let leaf = self.end_cert(&ca.appkey, ca.store_id, ca.cert_id, serial)?;
+        let chain = self.ncp_chain_above(&leaf)?;
+        Ok((leaf.into(), chain))
+    }
+
+    /// The stored certificate `serial` signed by issuer `issuer_id` of a store.
+    fn end_cert(
+        &self,
+        appkey: &str,
+        store_id: u64,
+        issuer_id: Option<u64>,
+        serial: &[u8],
+    ) -> Result<CertRecord, CaError> {
+        let issuer_id = issuer_id.ok_or_else(cert_not_found)?;
         let rec = self
             .db
             .serial(issuer_id, serial)?
             .ok_or_else(cert_not_found)?;
         let id = rec.cert_id.ok_or_else(cert_not_found)?;
-        let leaf = self
-            .db
-            .cert(&ca.appkey, ca.store_id, id)?
-            .ok_or_else(cert_not_found)?;
-        let chain = self.ncp_chain_above(&leaf)?;
-        Ok((leaf.into(), chain))
+        self.db
+            .cert(appkey, store_id, id)?
+            .ok_or_else(cert_not_found)
     }
 
     /// The leaves a CA signed (stored ones), in issuance order.
@@ -626,23 +636,14 @@ impl Ca {
     /// Revoke End Cert: the v2.0 revocation of the leaf (published before this returns).
     pub fn ncp_revoke(&self, who: &Actor, tag: &str, serial: &[u8]) -> Result<(), CaError> {
         let ca = self.ncp_record(&who.appkey, tag)?;
-        let issuer_id = ca.cert_id.ok_or_else(cert_not_found)?;
-        let rec = self
-            .db
-            .serial(issuer_id, serial)?
-            .ok_or_else(cert_not_found)?;
-        let id = rec.cert_id.ok_or_else(cert_not_found)?;
-        let cert = self
-            .db
-            .cert(&ca.appkey, ca.store_id, id)?
-            .ok_or_else(cert_not_found)?;
+        let cert = self.end_cert(&ca.appkey, ca.store_id, ca.cert_id, serial)?;
         if cert.is_issuer() {
             return Err(err("INVALID_CERT", "The CA certificate can't be revoked."));
         }
         if cert.revocation.is_some() {
             return Err(err("INVALID_CERT", "Invalid cert. (already revoked)"));
         }
-        self.revoke(who, ca.store_id, id, RevocationReason::Unspecified)?;
+        self.revoke(who, ca.store_id, cert.id, RevocationReason::Unspecified)?;
         Ok(())
     }
 

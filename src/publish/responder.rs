@@ -8,14 +8,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
-use hyper::StatusCode;
 
 use serde_json::json;
 
 use super::{crl_key, ocsp_key, parse_key, store_key, tag_key, Conn, Key, Target, CHANNEL, MARKER};
-use crate::api::source::{BoxFuture, StatusSource};
+use crate::api::source::{health_reply, BoxFuture, StatusSource};
 use crate::api::{ApiError, Reply};
 use crate::clock::now;
 use crate::pki::ocsp::{OcspErrorStatus, RequestedCertId};
@@ -548,16 +546,7 @@ impl StatusSource for RedisSource {
             "ocspCachedResponses": cached,
             "corruptValues": self.corrupt.load(Ordering::Relaxed),
         });
-        Reply::Raw {
-            status: if ok {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            },
-            content_type: "application/json",
-            headers: vec![("cache-control", "no-store".into())],
-            body: Bytes::from(body.to_string()),
-        }
+        health_reply(ok, &body)
     }
 }
 
