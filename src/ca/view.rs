@@ -1,8 +1,10 @@
 //! What the CA hands out: its stores, certificates, templates and audit events as values of
 //! their own, built here from the stored records, so that how the database lays a record out
-//! is no concern of the API.
+//! is no concern of the API; and the `Ca` reads that answer them.
 
 use serde::Serialize;
+
+use super::{Ca, CaError};
 
 use crate::pki::cert::Sans;
 use crate::pki::crl::RevocationReason;
@@ -300,5 +302,63 @@ impl From<AcmeToken> for EabToken {
             base_cert_id: t.base_cert_id,
             account_id: t.account_id,
         }
+    }
+}
+
+impl Ca {
+    /// The store `id` of `appkey`, or 404.
+    pub fn store_info(&self, appkey: &str, id: u64) -> Result<Store, CaError> {
+        self.store(appkey, id).map(Store::from)
+    }
+
+    /// Whether store `id` of `appkey` exists.
+    pub fn store_exists(&self, appkey: &str, id: u64) -> Result<bool, CaError> {
+        Ok(self.db.store(appkey, id)?.is_some())
+    }
+
+    /// The certificate `id` of a store, or 404.
+    pub fn cert_info(&self, appkey: &str, store_id: u64, id: u64) -> Result<Certificate, CaError> {
+        self.cert(appkey, store_id, id).map(Certificate::from)
+    }
+
+    /// The certificate `id` of a store with the issuers above it (its issuer first), or 404.
+    pub fn cert_with_chain(
+        &self,
+        appkey: &str,
+        store_id: u64,
+        id: u64,
+    ) -> Result<(Certificate, Vec<Certificate>), CaError> {
+        let c = self.cert(appkey, store_id, id)?;
+        let chain = self.chain(&c)?;
+        Ok((c.into(), chain.into_iter().map(Certificate::from).collect()))
+    }
+
+    /// A page of a store's certificates, oldest first.
+    pub fn list_certs(
+        &self,
+        appkey: &str,
+        store_id: u64,
+        scope: CertScope,
+        search: Option<&str>,
+        page: u64,
+        size: u64,
+    ) -> Result<Page<Certificate>, CaError> {
+        self.store(appkey, store_id)?;
+        let p = self
+            .db
+            .list_certs(store_id, scope.into(), search, page, size)?;
+        Ok(Page::from_store(p, Certificate::from))
+    }
+
+    /// A page of an appkey's audit events, newest first.
+    pub fn list_audit(
+        &self,
+        appkey: &str,
+        query: AuditQuery,
+        page: u64,
+        size: u64,
+    ) -> Result<Page<AuditEvent>, CaError> {
+        let p = self.db.list_audit(appkey, &query.into(), page, size)?;
+        Ok(Page::from_store(p, AuditEvent::from))
     }
 }
