@@ -1,7 +1,10 @@
 """ACME test environment: a pcad daemon of its own (its `[acme]` section points validation at
 free loopback ports and at a real `pebble-challtestsrv` DNS server), a store with a root, an
 intermediate, an EC-256 template and a base certificate, and a small raw ACME client (JWS made
-here with `cryptography`) for the refusals real clients never send."""
+here with `cryptography`) for the refusals real clients never send.
+
+The fixtures `env` (one such daemon per test module) and `http01` (the http-01 answer server)
+are used by importing them into a test module: `from acme_helpers import env, http01`."""
 
 import base64
 import hashlib
@@ -13,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -25,6 +29,7 @@ from pcadtest import issuer_body, ok, unique
 
 BASE_CN = "www.acme.test"
 BASE_SANS = ["*.apps.acme.test", "api.acme.test"]
+ERR = "urn:ietf:params:acme:error:"
 
 
 def b64(data):
@@ -33,6 +38,32 @@ def b64(data):
 
 def unb64(text):
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@pytest.fixture(scope="module")
+def env(request, tmp_path_factory):
+    """An ACME daemon of the test module's own (`AcmeEnv`), stopped when the module is done."""
+    stem = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
+    e = AcmeEnv(tmp_path_factory.mktemp(stem))
+    yield e
+    e.stop()
+
+
+@pytest.fixture
+def http01(env):
+    """The http-01 answer server on the port the daemon validates against."""
+    s = ChallengeServer(env.http_port)
+    yield s
+    s.close()
+
+
+def problem(r, kind, status):
+    """Asserts an ACME problem document of type `kind` and HTTP `status`; returns it."""
+    assert r.status_code == status, (r.status_code, r.text)
+    assert r.headers["Content-Type"] == "application/problem+json", r.headers
+    assert r.json()["type"] == ERR + kind, r.text
+    assert r.headers.get("Replay-Nonce"), "every answer carries a nonce, errors too"
+    return r.json()
 
 
 class ChallTestSrv:

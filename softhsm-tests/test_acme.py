@@ -7,7 +7,6 @@ import os
 import subprocess
 import time
 
-import pytest
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -15,32 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 import pcadtest
-from acme_helpers import AcmeEnv, ChallengeServer, Client, b64
+from acme_helpers import ERR, Client, b64, env, http01, problem  # noqa: F401 (fixtures)
 from pcadtest import ok
-
-ERR = "urn:ietf:params:acme:error:"
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    e = AcmeEnv(tmp_path_factory.mktemp("acme"))
-    yield e
-    e.stop()
-
-
-@pytest.fixture
-def http01(env):
-    s = ChallengeServer(env.http_port)
-    yield s
-    s.close()
-
-
-def problem(r, kind, status):
-    assert r.status_code == status, (r.status_code, r.text)
-    assert r.headers["Content-Type"] == "application/problem+json", r.headers
-    assert r.json()["type"] == ERR + kind, r.text
-    assert r.headers.get("Replay-Nonce"), "every answer carries a nonce, errors too"
-    return r.json()
 
 
 def ocsp_status(env, leaf_pem, issuer_pem, workdir):

@@ -4,20 +4,12 @@ the DNS server of `[acme] resolver`, by lego's exec provider) and tls-alpn-01.""
 import os
 import stat
 
-import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
 import pcadtest
-from acme_helpers import AcmeEnv
+from acme_helpers import env  # noqa: F401 (fixture)
 from pcadtest import ok
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    e = AcmeEnv(tmp_path_factory.mktemp("acme-lego"))
-    yield e
-    e.stop()
 
 
 def lego(env, tmp_path, domains, challenge_args, extra_env=None):

@@ -5,35 +5,11 @@ concurrent orders from several accounts."""
 import concurrent.futures
 import time
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import pcadtest
-from acme_helpers import AcmeEnv, ChallengeServer, Client
-
-ERR = "urn:ietf:params:acme:error:"
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    e = AcmeEnv(tmp_path_factory.mktemp("acme-life"))
-    yield e
-    e.stop()
-
-
-@pytest.fixture
-def http01(env):
-    s = ChallengeServer(env.http_port)
-    yield s
-    s.close()
-
-
-def problem(r, kind, status):
-    assert r.status_code == status, (r.status_code, r.text)
-    assert r.json()["type"] == ERR + kind, r.text
-    assert r.headers.get("Replay-Nonce")
-    return r.json()
+from acme_helpers import Client, env, http01, problem  # noqa: F401 (fixtures)
 
 
 def issue(c, http01, names):

@@ -5,31 +5,16 @@ the subjectAltName is critical (RFC 5280 §4.2.1.6). The v2.0 API still requires
 
 import ipaddress
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 import pcadtest
-from acme_helpers import AcmeEnv, ChallengeServer, Client, b64
+from acme_helpers import Client, b64, env, http01  # noqa: F401 (fixtures)
 from pcadtest import ok, unique
 
 LONG = f"{'n' * 55}.apps.acme.test"  # 70 characters, under the base's *.apps.acme.test
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    e = AcmeEnv(tmp_path_factory.mktemp("acme-names"))
-    yield e
-    e.stop()
-
-
-@pytest.fixture
-def http01(env):
-    s = ChallengeServer(env.http_port)
-    yield s
-    s.close()
 
 
 def finalize(c, order, dns=(), ips=()):

@@ -384,6 +384,32 @@ def flood(env, label):
     return results
 
 
+def trickled_head_lifetime(port, give_up):
+    """Seconds until the server closes a connection that got one answer and then sends the
+    next request head one byte a second; None if it is still open after `give_up` seconds."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        s.settimeout(1)
+        started = time.monotonic()
+        head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000
+        for byte in head:
+            if time.monotonic() - started > give_up:
+                return None
+            try:
+                s.sendall(bytes([byte]))
+                if s.recv(65536) == b"":
+                    return time.monotonic() - started
+            except socket.timeout:
+                continue
+            except OSError:
+                return time.monotonic() - started
+        return None
+    finally:
+        s.close()
+
+
 @pytest.fixture
 def hard_limit():
     return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -406,6 +432,11 @@ def test_flood_with_1024_soft_limit(tmp_path, hard_limit):
         life = watch.wait(time.monotonic() + IDLE_TIMEOUT + 6)[0]
         print(f"keep-alive connection idle after one answer: closed after {life} s")
         assert life is not None and life <= IDLE_TIMEOUT + 4, life
+        # One that was answered and then trickles its next request head a byte a second (so it
+        # is never idle) is closed by the header timeout.
+        lasted = trickled_head_lifetime(env.public_port, HEADER_TIMEOUT + IDLE_TIMEOUT + 20)
+        print(f"keep-alive connection trickling a head: closed after {lasted} s")
+        assert lasted is not None and lasted <= HEADER_TIMEOUT + 3, lasted
         # The metrics listener has the same timeouts.
         watch = Closings()
         watch.add(socket.create_connection(("127.0.0.1", env.metrics_port), timeout=5))

@@ -1,10 +1,17 @@
-//! Shared helpers of pcad's benchmark programs (each program is a binary in `src/bin/`).
+//! The harness of pcad's benchmark programs: each program in `src/bin/` parses its command line
+//! (`cli`) and calls its module here (`ocsp`, `serving`, `crl`, `issue::bench`, `acme`,
+//! `scaleout`), which start processes through `daemon`.
 //!
 //! A `Lab` is pcad in-process against a real SoftHSM token in a temporary folder (made by
 //! `pcad::quickstart::run`); the rest are request builders, fast database population (setup,
 //! not what is measured), memory readings from `/proc/self/status`, and small statistics.
 
+pub mod acme;
+pub mod cli;
+pub mod crl;
+pub mod daemon;
 pub mod issue;
+pub mod ocsp;
 pub mod scaleout;
 pub mod serving;
 pub mod sys;
@@ -289,17 +296,28 @@ pub fn populate_serials(
 ) -> Result<(), String> {
     let not_after = issuer.not_after.min(pcad::clock::now() + 365 * 86_400);
     parallel(n, threads, |_| {
-        let rec = SerialRecord {
-            store_id: store.id,
-            issuer_id: issuer.id,
-            serial: random_serial(),
-            cert_id: None,
-            not_after,
-            revocation: None,
-        };
+        let rec = serial_record(store, issuer, random_serial(), None, not_after);
         db.insert_cert(None, &rec).map_err(|e| e.to_string())
     })?;
     db.durable().map_err(|e| e.to_string())
+}
+
+/// The serial record of a leaf of `issuer` (not revoked).
+fn serial_record(
+    store: &StoreRecord,
+    issuer: &CertRecord,
+    serial: Vec<u8>,
+    cert_id: Option<u64>,
+    not_after: i64,
+) -> SerialRecord {
+    SerialRecord {
+        store_id: store.id,
+        issuer_id: issuer.id,
+        serial,
+        cert_id,
+        not_after,
+        revocation: None,
+    }
 }
 
 /// Inserts `n` revoked leaves of `issuer`: a minimal certificate record (no DER) and its serial
@@ -347,14 +365,7 @@ pub fn populate_revoked(
             revocation: None,
             created_at: t,
         };
-        let sr = SerialRecord {
-            store_id: store.id,
-            issuer_id: issuer.id,
-            serial,
-            cert_id: Some(rec.id),
-            not_after,
-            revocation: None,
-        };
+        let sr = serial_record(store, issuer, serial, Some(rec.id), not_after);
         db.insert_cert(Some(&rec), &sr).map_err(|e| e.to_string())?;
         let reason = if i % 2 == 0 {
             RevocationReason::Unspecified
@@ -558,6 +569,18 @@ pub fn run_self(args: &[String], limit: Duration) -> Result<String, String> {
         return Err(format!("child {args:?} failed ({status}): {out}"));
     }
     Ok(out)
+}
+
+/// Runs this program again with `args` (`run_self`) and returns the `key=value` fields of the
+/// line it prints starting with `tag` and a space.
+pub fn child_row(
+    args: &[&dyn std::fmt::Display],
+    limit: Duration,
+    tag: &str,
+) -> Result<std::collections::HashMap<String, String>, String> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = run_self(&args, limit)?;
+    tagged_fields(&out, &format!("{tag} ")).ok_or(format!("no {tag} in child output: {out}"))
 }
 
 /// A number among `tagged_fields`; NaN when absent.

@@ -1,12 +1,12 @@
-//! Part (b) of `ocsp-bench`: the real daemon (`pcad serve`) answering OCSP under `wrk`, beside
-//! nginx serving one static response file, both pinned to CPU 0 with the load generator on
-//! CPU 1. Management calls go over the mutual-TLS API with `curl`; every process started here
-//! is stopped when its guard drops (also on errors), and every wait is bounded.
+//! The serving comparison (part (b) of `ocsp-bench` and of `scaleout-bench`): a server under
+//! test answering OCSP under `wrk`, beside nginx serving one static response file, both pinned
+//! to CPU 0 with the load generator on CPU 1, `--runs` times, with the medians. Management
+//! calls go over the mutual-TLS API with `curl`; every process started here is stopped when its
+//! guard drops (also on errors), and every wait is bounded.
 
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -15,8 +15,9 @@ use serde_json::{json, Value};
 use pcad::pki::ocsp;
 use pcad::pki::HashAlg;
 
+use crate::daemon::{free_port, Daemon, Proc};
 use crate::{
-    field, load_average, mb, stdout_bounded, tagged_fields, tempdir, timed, wait_bounded, APPKEY,
+    field, load_average, mb, median, stdout_bounded, tagged_fields, tempdir, timed, APPKEY,
 };
 
 /// What part (b) is asked for.
@@ -29,41 +30,8 @@ pub struct ServingOptions {
     pub wrk_secs: u64,
     /// The `pcad` binary.
     pub pcad: PathBuf,
-}
-
-/// A process of ours, stopped (SIGTERM, then SIGKILL after 10 s) when dropped, also on errors.
-pub(crate) struct Proc {
-    pub(crate) name: &'static str,
-    pub(crate) child: Child,
-}
-
-impl Proc {
-    pub(crate) fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    pub(crate) fn stop(&mut self) {
-        if !self.alive() {
-            return;
-        }
-        // SAFETY: kill(2) on the pid of our own child, which we have not reaped yet.
-        unsafe {
-            libc::kill(self.pid(), libc::SIGTERM);
-        }
-        if wait_bounded(&mut self.child, Duration::from_secs(10)).is_err() {
-            eprintln!("ocsp-bench: {} did not stop on SIGTERM; killed", self.name);
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stop();
-    }
+    /// How many times the whole comparison runs (the medians are printed after more than one).
+    pub runs: usize,
 }
 
 /// Where the daemon's API is and the client certificate to call it with.
@@ -74,6 +42,18 @@ pub(crate) struct Api {
 }
 
 impl Api {
+    /// The API of `daemon`, with `scratch` for request bodies.
+    pub(crate) fn of(daemon: &Daemon, scratch: &Path) -> Api {
+        Api {
+            base: format!(
+                "https://127.0.0.1:{}/v2.0/appkeys/{APPKEY}/ca-stores",
+                daemon.api_port
+            ),
+            tls: daemon.dir.join("tls"),
+            scratch: scratch.to_owned(),
+        }
+    }
+
     fn curl(&self) -> Command {
         let mut c = Command::new("curl");
         c.arg("-sS")
@@ -135,17 +115,6 @@ pub(crate) fn output_bounded(mut c: Command, limit: Duration) -> Result<Vec<u8>,
         ));
     }
     Ok(v)
-}
-
-pub(crate) fn free_port() -> Result<u16, String> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port: {e}"))
-}
-
-pub(crate) fn port_free(port: u16) -> bool {
-    TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
 /// Waits until `url` answers 200 (bounded), while `proc` stays alive.
@@ -356,195 +325,125 @@ fn server_cpu(pid: i32) -> f64 {
     total
 }
 
-pub fn run(o: &ServingOptions) -> Result<(), String> {
-    println!("\n## (b) OCSP serving: pcad (real daemon) vs nginx (one static response file)");
-    if !o.pcad.exists() {
-        return Err(format!(
-            "{} not found: cargo build --release --bin pcad (or --pcad PATH)",
-            o.pcad.display()
-        ));
-    }
-    let tmp = tempdir("pcad-ocsp-b-")?;
-    let dir = tmp.path().to_owned();
-    // nginx's worker (user nobody) must read the response file.
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| e.to_string())?;
-    let qs = dir.join("pcad");
-    let api_port = free_port()?;
-    let public_port = loop {
-        let p = free_port()?;
-        if p != api_port && p.checked_add(1384).is_some_and(port_free) {
-            break p;
-        }
-    };
-    let mut c = Command::new(&o.pcad);
-    c.arg("quickstart")
-        .arg("--dir")
-        .arg(&qs)
-        .arg("--api-port")
-        .arg(api_port.to_string())
-        .arg("--public-port")
-        .arg(public_port.to_string());
-    output_bounded(c, Duration::from_secs(120))?;
-
-    let log = std::fs::File::create(dir.join("pcad.log")).map_err(|e| e.to_string())?;
-    let log2 = log.try_clone().map_err(|e| e.to_string())?;
-    let mut pcad = Proc {
-        name: "pcad serve",
-        child: Command::new("taskset")
-            .args(["-c", "0"])
-            .arg(&o.pcad)
-            .arg("serve")
-            .arg("--config")
-            .arg(qs.join("pcad.toml"))
-            .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .map_err(|e| format!("pcad serve: {e}"))?,
-    };
-    let public = format!("http://127.0.0.1:{public_port}");
-    wait_http(
-        &format!("{public}/healthz"),
-        &mut pcad,
-        Duration::from_secs(30),
-    )?;
-
-    let api = Api {
-        base: format!("https://127.0.0.1:{api_port}/v2.0/appkeys/{APPKEY}/ca-stores"),
-        tls: qs.join("tls"),
-        scratch: dir.clone(),
-    };
-    let (setup, setup_time) = timed(|| setup_daemon(o, &api, &dir));
-    let Setup {
-        store_id,
-        issuer_der,
-        serials,
-    } = setup?;
+/// The wrk request lists of part (b): one POST and one GET line per leaf of `setup`.
+pub(crate) fn request_lines(setup: &Setup) -> Result<(Vec<String>, Vec<String>), String> {
     let (name_hash, key_hash) =
-        ocsp::issuer_hashes(&issuer_der, HashAlg::Sha1).map_err(|e| e.to_string())?;
-    let ocsp_path = format!("/v2.0/appkeys/{APPKEY}/ca-stores/{store_id}/ocsp");
-    let requests: Vec<Vec<u8>> = serials
+        ocsp::issuer_hashes(&setup.issuer_der, HashAlg::Sha1).map_err(|e| e.to_string())?;
+    let ocsp_path = format!("/v2.0/appkeys/{APPKEY}/ca-stores/{}/ocsp", setup.store_id);
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    Ok(setup
+        .serials
         .iter()
         .map(|s| ocsp_request(&ocsp::cert_id_der(HashAlg::Sha1, &name_hash, &key_hash, s)))
-        .collect();
-    let post_lines: Vec<String> = requests
-        .iter()
-        .map(|r| format!("POST {ocsp_path} {}", hex(r)))
-        .collect();
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let get_lines: Vec<String> = requests
-        .iter()
-        .map(|r| format!("GET {ocsp_path}/{}", b64.encode(r)))
-        .collect();
+        .map(|r| {
+            (
+                format!("POST {ocsp_path} {}", hex(&r)),
+                format!("GET {ocsp_path}/{}", b64.encode(&r)),
+            )
+        })
+        .unzip())
+}
 
-    // Every request answers 200 with a successful response before anything is measured.
-    let (one, ok_count) = check_answers(&public, &get_lines, &post_lines, &dir)?;
-    println!(
-        "# setup over the mTLS API (curl): store (ocspActive, refresh 12 h) > ROOT > INTERMEDIATE (P-256) > template (storeInServer false) > {} GENERATE leaves: {:.1} s",
-        serials.len(),
-        setup_time.as_secs_f64()
-    );
-    println!(
-        "# {} distinct OCSP requests (SHA-1 CertIDs); all {} GET answers 200 + successful before the runs; one response = {} bytes",
-        requests.len(),
-        ok_count,
-        one.len()
-    );
-    println!(
-        "# load: taskset -c 1 wrk -t{} -c{} -d{}s --latency (Lua: a random request of the list each time); servers pinned with taskset -c 0; 3 s warm-up run first",
-        o.wrk_threads, o.conns, o.wrk_secs
-    );
-    let mut results = Vec::new();
-    wrk(o, &dir, &public, &post_lines, 3, "warm", pcad.pid())?;
-    println!("# load average before pcad runs: {}", load_average());
-    results.push((
-        "pcad",
-        "POST",
-        wrk(
-            o,
-            &dir,
-            &public,
-            &post_lines,
-            o.wrk_secs,
-            "pcad-post",
-            pcad.pid(),
-        )?,
-    ));
-    results.push((
-        "pcad",
-        "GET",
-        wrk(
-            o,
-            &dir,
-            &public,
-            &get_lines,
-            o.wrk_secs,
-            "pcad-get",
-            pcad.pid(),
-        )?,
-    ));
-    let pcad_rss = proc_rss(pcad.pid());
-    pcad.stop();
+/// `check_answers`, tried again for up to 30 s while the server fills its cache.
+pub(crate) fn check_until_ready(
+    url: &str,
+    get_lines: &[String],
+    post_lines: &[String],
+    dir: &Path,
+) -> Result<(Vec<u8>, usize), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match check_answers(url, get_lines, post_lines, dir) {
+            Ok(r) => return Ok(r),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
 
-    // nginx: one static file, the same bytes pcad serves.
-    let www = dir.join("www");
-    std::fs::create_dir_all(dir.join("nginx-tmp")).map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(&www).map_err(|e| e.to_string())?;
-    std::fs::set_permissions(&www, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| e.to_string())?;
-    std::fs::write(www.join("ocsp.der"), &one).map_err(|e| e.to_string())?;
-    std::fs::set_permissions(www.join("ocsp.der"), std::fs::Permissions::from_mode(0o644))
-        .map_err(|e| e.to_string())?;
-    let nginx_port = free_port()?;
-    let conf = dir.join("nginx.conf");
-    std::fs::write(&conf, nginx_conf(&dir, nginx_port)).map_err(|e| e.to_string())?;
-    let mut nginx = Proc {
-        name: "nginx",
-        child: Command::new("taskset")
-            .args(["-c", "0", "/usr/sbin/nginx", "-c"])
-            .arg(&conf)
-            .arg("-p")
-            .arg(&dir)
-            .arg("-e")
-            .arg(dir.join("nginx-error.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("nginx: {e}"))?,
-    };
-    let nginx_url = format!("http://127.0.0.1:{nginx_port}");
-    wait_http(
-        &format!("{nginx_url}/ocsp.der"),
-        &mut nginx,
-        Duration::from_secs(15),
-    )?;
-    let nginx_lines = vec!["GET /ocsp.der".to_owned()];
-    wrk(
-        o,
-        &dir,
-        &nginx_url,
-        &nginx_lines,
-        3,
-        "nginx-warm",
-        nginx.pid(),
-    )?;
-    println!("# load average before nginx run: {}", load_average());
-    results.push((
-        "nginx",
-        "GET",
-        wrk(
-            o,
-            &dir,
-            &nginx_url,
-            &nginx_lines,
-            o.wrk_secs,
-            "nginx-get",
-            nginx.pid(),
-        )?,
-    ));
-    nginx.stop();
-    drop(pcad);
+/// The server measured against nginx: its names, where it answers and what it is asked.
+pub(crate) struct Contender<'a> {
+    /// In the table and the wrk files (`pcad`, `resp`).
+    pub(crate) label: &'static str,
+    /// In sentences (`pcad`, `responder`).
+    pub(crate) name: &'static str,
+    pub(crate) url: String,
+    pub(crate) post: &'a [String],
+    pub(crate) get: &'a [String],
+    /// The end of the `# load:` line (after the wrk command).
+    pub(crate) load_note: &'static str,
+}
 
+/// One run of the comparison: the contender's POST and GET, then nginx's GET; the contender's
+/// RSS after its runs.
+pub(crate) struct Round {
+    pub(crate) results: Vec<(&'static str, &'static str, WrkResult)>,
+    pub(crate) rss: Option<u64>,
+}
+
+/// `o.runs` rounds of: the contender (`server`, running and answering; restarted for the
+/// later rounds) under wrk for POST and GET, then nginx serving `one` for GET. Prints each
+/// round's table, `report`'s lines and the contender's RSS; after more than one round, the
+/// median of every figure and of the ratios.
+pub(crate) fn compare(
+    o: &ServingOptions,
+    dir: &Path,
+    c: &Contender,
+    server: &mut Proc,
+    one: &[u8],
+    report: impl Fn(&Round),
+) -> Result<(), String> {
+    println!(
+        "# load: taskset -c 1 wrk -t{} -c{} -d{}s --latency{}",
+        o.wrk_threads, o.conns, o.wrk_secs, c.load_note
+    );
+    let mut rounds = Vec::new();
+    for run in 1..=o.runs {
+        let suffix = match run {
+            1 => String::new(),
+            _ => {
+                println!("\n# run {run} of {}", o.runs);
+                // Started again, every request answered (its cache warm) before the runs.
+                server.restart()?;
+                let health = format!("{}/healthz", c.url);
+                wait_http(&health, server, Duration::from_secs(30))?;
+                check_until_ready(&c.url, c.get, c.post, dir)?;
+                format!("-{run}")
+            }
+        };
+        let pid = server.pid() as i32;
+        let tag = |what: &str| format!("{what}{suffix}");
+        wrk(o, dir, &c.url, c.post, 3, &tag("warm"), pid)?;
+        println!("# load average before {} runs: {}", c.name, load_average());
+        let post_tag = tag(&format!("{}-post", c.label));
+        let post = wrk(o, dir, &c.url, c.post, o.wrk_secs, &post_tag, pid)?;
+        let get_tag = tag(&format!("{}-get", c.label));
+        let get = wrk(o, dir, &c.url, c.get, o.wrk_secs, &get_tag, pid)?;
+        let rss = proc_rss(pid);
+        server.stop();
+        let nginx = nginx_run(o, dir, one, &suffix)?;
+        let round = Round {
+            results: vec![
+                (c.label, "POST", post),
+                (c.label, "GET", get),
+                ("nginx", "GET", nginx),
+            ],
+            rss,
+        };
+        print_table(&round.results);
+        report(&round);
+        if let Some(rss) = round.rss {
+            println!("# {} RSS after its runs: {:.1} MB", c.name, mb(rss));
+        }
+        rounds.push(round);
+    }
+    if rounds.len() > 1 {
+        print_medians(c.name, &rounds);
+    }
+    Ok(())
+}
+
+fn print_table(results: &[(&str, &str, WrkResult)]) {
     println!(
         "{:>7} {:>6} {:>11} {:>9} {:>9} {:>9} {:>10} {:>8} {:>12} {:>9}",
         "server",
@@ -558,7 +457,7 @@ pub fn run(o: &ServingOptions) -> Result<(), String> {
         "CPU us/req",
         "srv util"
     );
-    for (server, method, r) in &results {
+    for (server, method, r) in results {
         println!(
             "{:>7} {:>6} {:>11.0} {:>9.3} {:>9.3} {:>9.3} {:>10.0} {:>8.0} {:>12.1} {:>9.2}",
             server,
@@ -573,27 +472,144 @@ pub fn run(o: &ServingOptions) -> Result<(), String> {
             r.server_util
         );
     }
-    println!("# CPU us/req = server CPU (all threads; nginx master + worker) / requests; srv util = server CPU s per wall s (1.0 = its core fully used): below 1.0 the server waited for the network or lost its core to other processes");
-    let nginx_r = &results[2].2;
-    for (_, method, r) in &results[..2] {
+}
+
+/// The median over the rounds of each figure, and of the contender/nginx ratios of each round.
+fn print_medians(name: &str, rounds: &[Round]) {
+    let over = |f: &dyn Fn(&Round) -> f64| median(&rounds.iter().map(f).collect::<Vec<_>>());
+    println!(
+        "\n# median of {} runs (each figure apart; a ratio is the median of the runs' ratios)",
+        rounds.len()
+    );
+    println!(
+        "median {:>7} {:>6} {:>11} {:>9} {:>9}",
+        "server", "method", "requests/s", "p50 ms", "p99 ms"
+    );
+    for (i, (server, method, _)) in rounds[0].results.iter().enumerate() {
         println!(
-            "pcad {method:<4}/ nginx GET: {:.2}x requests/s (goal >= 1.0: {}), p99 {:.3} ms (goal <= 2 ms: {})",
-            r.rps / nginx_r.rps,
-            if r.rps >= nginx_r.rps { "met" } else { "MISSED" },
-            r.p99_ms,
-            if r.p99_ms <= 2.0 { "met" } else { "MISSED" },
+            "median {:>7} {:>6} {:>11.0} {:>9.3} {:>9.3}",
+            server,
+            method,
+            over(&|r| r.results[i].2.rps),
+            over(&|r| r.results[i].2.p50_ms),
+            over(&|r| r.results[i].2.p99_ms),
         );
     }
-    for (_, method, r) in &results[..2] {
+    for (i, (_, method, _)) in rounds[0].results[..2].iter().enumerate() {
         println!(
-            "pcad {method:<4} CPU per request: {:.2}x nginx's (what the requests/s ratio would be, inverted, with each server alone on its core)",
-            r.cpu_us_per_req / nginx_r.cpu_us_per_req
+            "median {name} {method:<4}/ nginx GET: {:.2}x requests/s, p99 {:.2}x nginx's",
+            over(&|r| r.results[i].2.rps / r.results[2].2.rps),
+            over(&|r| r.results[i].2.p99_ms / r.results[2].2.p99_ms),
         );
     }
-    if let Some(rss) = pcad_rss {
-        println!("# pcad RSS after its runs: {:.1} MB", mb(rss));
-    }
-    Ok(())
+}
+
+/// nginx (one worker, CPU 0) serving `one` as a static file: a 3 s warm-up, then one wrk run.
+fn nginx_run(
+    o: &ServingOptions,
+    dir: &Path,
+    one: &[u8],
+    suffix: &str,
+) -> Result<WrkResult, String> {
+    let www = dir.join("www");
+    std::fs::create_dir_all(dir.join("nginx-tmp")).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&www).map_err(|e| e.to_string())?;
+    let mode = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).map_err(|e| e.to_string())
+    };
+    mode(&www, 0o755)?;
+    std::fs::write(www.join("ocsp.der"), one).map_err(|e| e.to_string())?;
+    mode(&www.join("ocsp.der"), 0o644)?;
+    let port = free_port()?;
+    let conf = dir.join("nginx.conf");
+    std::fs::write(&conf, nginx_conf(dir, port)).map_err(|e| e.to_string())?;
+    let mut c = Command::new("taskset");
+    c.args(["-c", "0", "/usr/sbin/nginx", "-c"])
+        .arg(&conf)
+        .arg("-p")
+        .arg(dir)
+        .arg("-e")
+        .arg(dir.join("nginx-error.log"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut nginx = Proc::spawn("nginx", c)?;
+    let url = format!("http://127.0.0.1:{port}");
+    wait_http(
+        &format!("{url}/ocsp.der"),
+        &mut nginx,
+        Duration::from_secs(15),
+    )?;
+    let lines = vec!["GET /ocsp.der".to_owned()];
+    let pid = nginx.pid() as i32;
+    wrk(o, dir, &url, &lines, 3, &format!("nginx-warm{suffix}"), pid)?;
+    println!("# load average before nginx run: {}", load_average());
+    let r = wrk(
+        o,
+        dir,
+        &url,
+        &lines,
+        o.wrk_secs,
+        &format!("nginx-get{suffix}"),
+        pid,
+    )?;
+    nginx.stop();
+    Ok(r)
+}
+
+/// Part (b) of `ocsp-bench`: the appliance itself on CPU 0 against nginx.
+pub fn run(o: &ServingOptions) -> Result<(), String> {
+    println!("\n## (b) OCSP serving: pcad (real daemon) vs nginx (one static response file)");
+    let tmp = tempdir("pcad-ocsp-b-")?;
+    let dir = tmp.path().to_owned();
+    // nginx's worker (user nobody) must read the response file.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| e.to_string())?;
+    let mut daemon = Daemon::start_with(&o.pcad, &dir.join("pcad"), "", Some("0"))?;
+    let api = Api::of(&daemon, &dir);
+    let public = format!("http://127.0.0.1:{}", daemon.public_port);
+    let (setup, setup_time) = timed(|| setup_daemon(o, &api, &dir));
+    let (post, get) = request_lines(&setup?)?;
+    // Every request answers 200 with a successful response before anything is measured.
+    let (one, ok_count) = check_answers(&public, &get, &post, &dir)?;
+    println!(
+        "# setup over the mTLS API (curl): store (ocspActive, refresh 12 h) > ROOT > INTERMEDIATE (P-256) > template (storeInServer false) > {} GENERATE leaves: {:.1} s",
+        post.len(),
+        setup_time.as_secs_f64()
+    );
+    println!(
+        "# {} distinct OCSP requests (SHA-1 CertIDs); all {} GET answers 200 + successful before the runs; one response = {} bytes",
+        post.len(),
+        ok_count,
+        one.len()
+    );
+    let contender = Contender {
+        label: "pcad",
+        name: "pcad",
+        url: public,
+        post: &post,
+        get: &get,
+        load_note: " (Lua: a random request of the list each time); servers pinned with taskset -c 0; 3 s warm-up run first",
+    };
+    compare(o, &dir, &contender, &mut daemon.proc, &one, |round| {
+        let r = &round.results;
+        let nginx_r = &r[2].2;
+        println!("# CPU us/req = server CPU (all threads; nginx master + worker) / requests; srv util = server CPU s per wall s (1.0 = its core fully used): below 1.0 the server waited for the network or lost its core to other processes");
+        for (_, method, r) in &r[..2] {
+            println!(
+                "pcad {method:<4}/ nginx GET: {:.2}x requests/s (goal >= 1.0: {}), p99 {:.3} ms (goal <= 2 ms: {})",
+                r.rps / nginx_r.rps,
+                if r.rps >= nginx_r.rps { "met" } else { "MISSED" },
+                r.p99_ms,
+                if r.p99_ms <= 2.0 { "met" } else { "MISSED" },
+            );
+        }
+        for (_, method, r) in &r[..2] {
+            println!(
+                "pcad {method:<4} CPU per request: {:.2}x nginx's (what the requests/s ratio would be, inverted, with each server alone on its core)",
+                r.cpu_us_per_req / nginx_r.cpu_us_per_req
+            );
+        }
+    })
 }
 
 /// What `setup_daemon` made.

@@ -127,31 +127,13 @@ mod tests {
     use super::*;
 
     fn base() -> CertRecord {
-        let mut c = CertRecord {
-            id: 9,
-            appkey: "k".into(),
-            store_id: 1,
-            name: "b".into(),
-            description: None,
-            cert_type: crate::store::CertType::Leaf,
-            parent_cert_id: Some(2),
-            template_id: Some(3),
-            serial: vec![1],
-            der: vec![],
-            common_name: Some("www.example.com".into()),
-            subject: String::new(),
-            issuer: String::new(),
-            not_before: 0,
-            not_after: 1,
-            key_algorithm: crate::pki::KeyAlgorithm::P256,
-            signature_algorithm: crate::pki::SignatureAlgorithm::Sha256WithEcdsa,
-            issuer_key: None,
-            sans: Default::default(),
-            crl_url: None,
-            ocsp_url: None,
-            revocation: None,
-            created_at: 0,
-        };
+        let mut c = CertRecord::sample(9, 1, crate::store::CertType::Leaf);
+        c.name = "b".into();
+        c.parent_cert_id = Some(2);
+        c.template_id = Some(3);
+        c.serial = vec![1];
+        c.der = vec![];
+        c.common_name = Some("www.example.com".into());
         c.sans.dns = vec!["*.apps.example.com".into(), "api.example.com".into()];
         c.sans.ip = vec!["10.0.0.1".parse().unwrap()];
         c

@@ -1,5 +1,7 @@
 //! What every connection of every listener gets, whatever it serves: a deadline for the TLS
-//! handshake and the first request head, the HTTP/1 header read timeout, an idle timeout, a
+//! handshake and the first request head, a deadline for every later HTTP/1 request head (kept
+//! here, not as hyper's header read timeout, which arms and drops a timer for every request),
+//! an idle timeout, a
 //! per-listener cap (at the cap the longest-idle connection makes room), hyper's own error
 //! answers (414, 431, 400 on an unparsable head) rewritten into the envelope, and the process
 //! file limit raised to what it may be.
@@ -32,6 +34,12 @@ const RESERVED_FDS: u64 = 256;
 /// HTTP/2 header list limit: generous enough that an over-long path reaches the router (which
 /// answers 414 in the envelope) instead of tearing down the connection.
 const H2_MAX_HEADER_LIST: u32 = 256 << 10;
+
+/// `ConnState::head_since_ms` when no request head is pending.
+const NO_HEAD: u64 = u64::MAX;
+
+/// How an HTTP/2 client's first bytes begin (RFC 9113 §3.4).
+const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0";
 
 /// The timeouts and cap of one listener.
 #[derive(Clone, Copy, Debug)]
@@ -107,6 +115,12 @@ pub struct ConnState {
     in_flight: AtomicUsize,
     /// A complete request head has arrived at least once.
     spoke: AtomicBool,
+    /// HTTP/1: when the first bytes of a request head arrived with no request in flight
+    /// (`NO_HEAD` while none is pending); a head must be complete `header_timeout` after.
+    head_since_ms: AtomicU64,
+    /// The client opened with the HTTP/2 preface: its frames between requests (pings, window
+    /// updates) are not request heads, only the idle timeout applies between its requests.
+    http2: AtomicBool,
     close: tokio::sync::Notify,
 }
 
@@ -168,6 +182,8 @@ impl Tracker {
             last_ms: AtomicU64::new(now),
             in_flight: AtomicUsize::new(0),
             spoke: AtomicBool::new(false),
+            head_since_ms: AtomicU64::new(NO_HEAD),
+            http2: AtomicBool::new(false),
             close: tokio::sync::Notify::new(),
         });
         conns.insert(id, Arc::clone(&state));
@@ -229,12 +245,12 @@ impl Admitted {
         H: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
     {
-        let limits = self.tracker.limits;
         let io = Hygiene {
             inner: io,
             state: Arc::clone(&self.state),
             tracker: Arc::clone(&self.tracker),
             pending: Vec::new(),
+            first_read: true,
         };
         let state = Arc::clone(&self.state);
         let handler = Arc::new(handler);
@@ -248,10 +264,11 @@ impl Admitted {
             }
         });
         let mut builder = auto::Builder::new(TokioExecutor::new());
+        // No header read timeout of hyper's: `quiet` keeps that deadline (see `head_since_ms`).
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout);
+            .header_read_timeout(None);
         builder
             .http2()
             .timer(TokioTimer::new())
@@ -266,24 +283,32 @@ impl Admitted {
     }
 
     /// Resolves when the connection has been quiet too long: no complete request head within
-    /// the header timeout of opening, or, later, no request in flight and no bytes moving for
-    /// the idle timeout.
+    /// the header timeout of opening, or, later, no request in flight and either no bytes
+    /// moving for the idle timeout or an HTTP/1 request head begun and not complete within the
+    /// header timeout (a client trickling a head byte by byte).
     async fn quiet(&self) {
         let limits = self.tracker.limits;
+        let header = ms(limits.header_timeout);
         let s = &self.state;
         loop {
             let now = self.tracker.now_ms();
             let deadline = if !s.spoke.load(Ordering::Relaxed) {
-                s.opened_ms + ms(limits.header_timeout)
+                s.opened_ms + header
             } else if s.in_flight.load(Ordering::Relaxed) > 0 {
                 now + ms(limits.idle_timeout)
             } else {
-                s.last_ms.load(Ordering::Relaxed) + ms(limits.idle_timeout)
+                let idle = s.last_ms.load(Ordering::Relaxed) + ms(limits.idle_timeout);
+                match s.head_since_ms.load(Ordering::Relaxed) {
+                    NO_HEAD => idle,
+                    since => idle.min(since + header),
+                }
             };
             if deadline <= now {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(deadline - now)).await;
+            // A head that begins while this sleeps is seen within one header timeout.
+            let wait = (deadline - now).min(header.max(1));
+            tokio::time::sleep(Duration::from_millis(wait)).await;
         }
     }
 }
@@ -298,6 +323,7 @@ struct Busy(Arc<ConnState>);
 impl Busy {
     fn new(state: &Arc<ConnState>) -> Busy {
         state.spoke.store(true, Ordering::Relaxed);
+        state.head_since_ms.store(NO_HEAD, Ordering::Relaxed);
         state.in_flight.fetch_add(1, Ordering::Relaxed);
         Busy(Arc::clone(state))
     }
@@ -317,6 +343,8 @@ struct Hygiene<I> {
     tracker: Arc<Tracker>,
     /// Bytes of a replacement answer not yet written.
     pending: Vec<u8>,
+    /// Nothing has been read yet (the next read shows whether the client speaks HTTP/2).
+    first_read: bool,
 }
 
 impl<I> Hygiene<I> {
@@ -352,6 +380,19 @@ impl<I: AsyncRead + Unpin> AsyncRead for Hygiene<I> {
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
             this.touch();
+            let s = &this.state;
+            if std::mem::take(&mut this.first_read)
+                && buf.filled()[before..].starts_with(H2_PREFACE_START)
+            {
+                s.http2.store(true, Ordering::Relaxed);
+            }
+            if !s.http2.load(Ordering::Relaxed)
+                && s.in_flight.load(Ordering::Relaxed) == 0
+                && s.head_since_ms.load(Ordering::Relaxed) == NO_HEAD
+            {
+                s.head_since_ms
+                    .store(this.tracker.now_ms(), Ordering::Relaxed);
+            }
         }
         r
     }
@@ -396,15 +437,19 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Hygiene<I> {
 /// frames, so nothing else looks like this.
 fn envelope_for_bare_error(buf: &[u8]) -> Option<Vec<u8>> {
     let rest = buf.strip_prefix(b"HTTP/1.1 ")?;
+    // Every answer passes here: a success costs this one comparison, and the head is only
+    // searched (in place, without a copy) for an error status.
+    if !matches!(rest.first(), Some(b'4' | b'5')) {
+        return None;
+    }
     let status = std::str::from_utf8(rest.get(..3)?)
         .ok()?
         .parse::<u16>()
         .ok()?;
     let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-    if !(400..600).contains(&status)
-        || head.contains("\r\ncontent-type:")
-        || !head.contains("\r\ncontent-length: 0")
+    let head = &buf[..end];
+    if has_header_line(head, b"\r\ncontent-type:")
+        || !has_header_line(head, b"\r\ncontent-length: 0")
     {
         return None;
     }
@@ -444,6 +489,12 @@ fn envelope_for_bare_error(buf: &[u8]) -> Option<Vec<u8>> {
         )
         .into_bytes(),
     )
+}
+
+/// Whether `head` contains `needle` (lowercase ASCII), compared without regard to case.
+fn has_header_line(head: &[u8], needle: &[u8]) -> bool {
+    head.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 #[cfg(test)]
@@ -512,5 +563,11 @@ mod tests {
         let ours = b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 10\r\n\r\n";
         assert!(envelope_for_bare_error(ours).is_none());
         assert!(envelope_for_bare_error(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_none());
+        // Header names in any case.
+        let upper = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+        assert!(envelope_for_bare_error(upper).is_some());
+        let typed =
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\ncontent-length: 0\r\n\r\n";
+        assert!(envelope_for_bare_error(typed).is_none());
     }
 }

@@ -6,12 +6,14 @@
 mod cache;
 mod crl;
 mod presign;
+mod response;
 mod scheduler;
 mod sink;
 
-pub use cache::{CachedResponse, OcspAnswer, OcspEntry};
+pub use cache::OcspAnswer;
 pub use crl::Crl;
 pub use presign::RefreshStats;
+pub use response::{CachedResponse, OcspEntry};
 pub use sink::{CaTagTarget, Signed, Sink};
 
 use std::collections::HashMap;

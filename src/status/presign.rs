@@ -4,7 +4,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::cache::{OcspAnswer, OcspEntry};
+use super::cache::OcspAnswer;
+use super::response::OcspEntry;
 use super::{Publisher, StatusError};
 use crate::clock::now;
 use crate::pki::ocsp::{self, CertStatus, OcspErrorStatus, RequestedCertId, SingleStatus};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::CachedResponse;
+use super::response::CachedResponse;
 
 /// One change to publish.
 #[derive(Clone, Debug)]

@@ -134,6 +134,18 @@ fn key_index(base_cert_id: u64, thumbprint: &str) -> Vec<u8> {
     k
 }
 
+/// The order ids an index keyed (account id, order id) holds for one account, in key order.
+fn order_ids(index: &sled::Tree, account_id: u64) -> Result<Vec<u64>, StoreError> {
+    index
+        .scan_prefix(account_id.to_be_bytes())
+        .keys()
+        .map(|k| {
+            let k = k?;
+            Ok(u64::from_be_bytes(k[8..16].try_into().unwrap_or_default()))
+        })
+        .collect()
+}
+
 fn get<T: serde::de::DeserializeOwned>(
     tree: &sled::Tree,
     what: &str,
@@ -306,28 +318,12 @@ impl Db {
 
     /// The order ids of an account, oldest first.
     pub fn acme_orders_of(&self, account_id: u64) -> Result<Vec<u64>, StoreError> {
-        self.acme
-            .account_orders
-            .scan_prefix(account_id.to_be_bytes())
-            .keys()
-            .map(|k| {
-                let k = k?;
-                Ok(u64::from_be_bytes(k[8..16].try_into().unwrap_or_default()))
-            })
-            .collect()
+        order_ids(&self.acme.account_orders, account_id)
     }
 
     /// The ids of an account's orders that are pending, ready or processing.
     pub fn acme_pending_orders_of(&self, account_id: u64) -> Result<Vec<u64>, StoreError> {
-        self.acme
-            .pending_orders
-            .scan_prefix(account_id.to_be_bytes())
-            .keys()
-            .map(|k| {
-                let k = k?;
-                Ok(u64::from_be_bytes(k[8..16].try_into().unwrap_or_default()))
-            })
-            .collect()
+        order_ids(&self.acme.pending_orders, account_id)
     }
 
     pub fn put_acme_authz(&self, a: &AcmeAuthz) -> Result<(), StoreError> {

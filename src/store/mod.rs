@@ -196,29 +196,11 @@ mod tests {
 
     fn leaf(id: u64, store_id: u64, serial: &[u8]) -> (CertRecord, SerialRecord) {
         let rec = CertRecord {
-            id,
-            appkey: "k".into(),
-            store_id,
             name: format!("leaf {id}"),
-            description: None,
-            cert_type: CertType::Leaf,
             parent_cert_id: Some(1),
-            template_id: None,
             serial: serial.to_vec(),
-            der: vec![0x30, 0x00],
             common_name: Some(format!("leaf {id}")),
-            subject: String::new(),
-            issuer: String::new(),
-            not_before: 0,
-            not_after: 1,
-            key_algorithm: crate::pki::KeyAlgorithm::P256,
-            signature_algorithm: crate::pki::SignatureAlgorithm::Sha256WithEcdsa,
-            issuer_key: None,
-            sans: Default::default(),
-            crl_url: None,
-            ocsp_url: None,
-            revocation: None,
-            created_at: 0,
+            ..CertRecord::sample(id, store_id, CertType::Leaf)
         };
         let serial = SerialRecord {
             store_id,

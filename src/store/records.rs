@@ -270,6 +270,40 @@ pub(super) fn two(a: u64, b: u64) -> [u8; 16] {
 }
 
 #[cfg(test)]
+impl CertRecord {
+    /// A record for unit tests: certificate `id` of type `cert_type` in store `store_id` of the
+    /// tenant "k", valid from 0 to 1, P-256, with no names, issuer or key of its own; a test sets
+    /// what it looks at.
+    pub(crate) fn sample(id: u64, store_id: u64, cert_type: CertType) -> CertRecord {
+        CertRecord {
+            id,
+            appkey: "k".into(),
+            store_id,
+            name: String::new(),
+            description: None,
+            cert_type,
+            parent_cert_id: None,
+            template_id: None,
+            serial: vec![],
+            der: vec![0x30, 0x00],
+            common_name: None,
+            subject: String::new(),
+            issuer: String::new(),
+            not_before: 0,
+            not_after: 1,
+            key_algorithm: crate::pki::KeyAlgorithm::P256,
+            signature_algorithm: crate::pki::SignatureAlgorithm::Sha256WithEcdsa,
+            issuer_key: None,
+            sans: Default::default(),
+            crl_url: None,
+            ocsp_url: None,
+            revocation: None,
+            created_at: 0,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -345,34 +345,15 @@ mod tests {
 
     fn issuer(id: u64, key_id: &str) -> (CertRecord, SerialRecord) {
         let rec = CertRecord {
-            id,
-            appkey: "k".into(),
-            store_id: 1,
             name: format!("issuer {id}"),
-            description: None,
-            cert_type: CertType::Root,
-            parent_cert_id: None,
-            template_id: None,
             serial: vec![id as u8; 8],
-            der: vec![0x30, 0x00],
-            common_name: None,
-            subject: String::new(),
-            issuer: String::new(),
-            not_before: 0,
-            not_after: 1,
-            key_algorithm: crate::pki::KeyAlgorithm::P256,
-            signature_algorithm: crate::pki::SignatureAlgorithm::Sha256WithEcdsa,
             issuer_key: Some(IssuerKey {
                 key_id: key_id.into(),
                 key_algorithm: crate::pki::KeyAlgorithm::P256,
                 signature_algorithm: crate::pki::SignatureAlgorithm::Sha256WithEcdsa,
                 max_depth: 1,
             }),
-            sans: Default::default(),
-            crl_url: None,
-            ocsp_url: None,
-            revocation: None,
-            created_at: 0,
+            ..CertRecord::sample(id, 1, CertType::Root)
         };
         let serial = SerialRecord {
             store_id: 1,

@@ -88,34 +88,11 @@ impl Conn {
         path: &str,
         body: Bytes,
     ) -> Result<(StatusCode, Bytes), String> {
-        self.sender
-            .ready()
-            .await
-            .map_err(|e| format!("connection: {e}"))?;
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(HOST, "localhost")
-            .header(CONTENT_TYPE, "application/json")
-            .body(Full::new(body))
-            .map_err(|e| e.to_string())?;
-        let response = self
-            .sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("request: {e}"))?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("response body: {e}"))?
-            .to_bytes();
+        let (status, _, body) = self.request(method, path, "application/json", body).await?;
         Ok((status, body))
     }
 
     /// Sends one request with a body of `content_type`; returns status, headers and body.
-    #[allow(dead_code)] // acme-bench's; issue-bench includes this file too
     pub async fn request(
         &mut self,
         method: Method,
@@ -154,6 +131,14 @@ impl Conn {
             .call(method.clone(), path, Bytes::from(json.to_string()))
             .await?;
         envelope_body(status, &body).map_err(|e| format!("{method} {path}: {e}"))
+    }
+
+    /// A POST management call that must succeed: the number `field` of its answer (an id).
+    pub async fn post_id(&mut self, path: &str, json: &Value, field: &str) -> Result<u64, String> {
+        let body = self.api(Method::POST, path, json).await?;
+        body[field]
+            .as_u64()
+            .ok_or_else(|| format!("POST {path}: answer has no {field}: {body}"))
     }
 }
 

@@ -257,13 +257,19 @@ pub struct CsrCost {
 
 /// Measures `CsrCost` over `csrs` (P-256, SHA-256).
 pub fn csr_check(csrs: &[(String, String)]) -> Result<CsrCost, String> {
-    let n = csrs.len().max(1) as f64;
-    let t = sys::thread_cpu_seconds();
-    for (_, pem) in csrs {
-        pcad::pki::csr::parse(pem).map_err(|e| e.to_string())?;
+    // CPU microseconds per item of `f` over `items`, this thread.
+    fn cpu_per<T>(items: &[T], mut f: impl FnMut(&T) -> Result<(), String>) -> Result<f64, String> {
+        let t = sys::thread_cpu_seconds();
+        for i in items {
+            f(i)?;
+        }
+        Ok((sys::thread_cpu_seconds() - t) * 1e6 / items.len().max(1) as f64)
     }
-    let pcad = (sys::thread_cpu_seconds() - t) * 1e6 / n;
-
+    let pcad = cpu_per(csrs, |(_, pem)| {
+        pcad::pki::csr::parse(pem)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })?;
     let parts: Vec<Signed> = csrs
         .iter()
         .map(|(_, pem)| Signed::from_pem(pem))
@@ -271,35 +277,24 @@ pub fn csr_check(csrs: &[(String, String)]) -> Result<CsrCost, String> {
     let ossl = |e: openssl::error::ErrorStack| e.to_string();
     let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).map_err(ossl)?;
     let mut ctx = BigNumContext::new().map_err(ossl)?;
-    let t = sys::thread_cpu_seconds();
-    for Signed {
-        info,
-        point,
-        signature,
-    } in &parts
-    {
-        let point = EcPoint::from_bytes(&group, point, &mut ctx).map_err(ossl)?;
+    let openssl_point = cpu_per(&parts, |s| {
+        let point = EcPoint::from_bytes(&group, &s.point, &mut ctx).map_err(ossl)?;
         let key = PKey::from_ec_key(EcKey::from_public_key(&group, &point).map_err(ossl)?)
             .map_err(ossl)?;
         let mut verifier = Verifier::new(MessageDigest::sha256(), &key).map_err(ossl)?;
-        if !verifier.verify_oneshot(signature, info).map_err(ossl)? {
-            return Err("CSR signature does not verify".into());
+        match verifier
+            .verify_oneshot(&s.signature, &s.info)
+            .map_err(ossl)?
+        {
+            true => Ok(()),
+            false => Err("CSR signature does not verify".into()),
         }
-    }
-    let openssl_point = (sys::thread_cpu_seconds() - t) * 1e6 / n;
-
-    let t = sys::thread_cpu_seconds();
-    for Signed {
-        info,
-        point,
-        signature,
-    } in &parts
-    {
-        ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, point)
-            .verify(info, signature)
-            .map_err(|_| "CSR signature does not verify (ring)")?;
-    }
-    let ring = (sys::thread_cpu_seconds() - t) * 1e6 / n;
+    })?;
+    let ring = cpu_per(&parts, |s| {
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, &s.point)
+            .verify(&s.info, &s.signature)
+            .map_err(|_| "CSR signature does not verify (ring)".into())
+    })?;
     Ok(CsrCost {
         pcad,
         openssl_point,

@@ -1,9 +1,10 @@
-//! The pieces of `issue-bench`: the daemon under test, its mutual-TLS client, the CSRs, the
-//! raw HSM reference, measured runs, and in-process diagnostics.
+//! The pieces of `issue-bench` (the client, CSRs and raw HSM reference also serve
+//! `acme-bench` and `ocsp-bench`): its runs, the mutual-TLS client, the CSRs, the raw HSM
+//! reference, measured load, and in-process diagnostics.
 
+pub mod bench;
 pub mod client;
 pub mod csr;
-pub mod daemon;
 pub mod diag;
 pub mod load;
 pub mod raw;

@@ -30,18 +30,20 @@ pub struct RawRate {
     pub other_cores: f64,
 }
 
-/// Signs a certificate-sized message with `threads` threads, each pinned to `cpus`, for
-/// `length`. Stops at the first error.
+/// About the size of a leaf's TBSCertificate.
+pub const TBS_BYTES: u32 = 600;
+
+/// Signs a message of `bytes` with `threads` threads, each pinned to `cpus` (none: not
+/// pinned), for `length`. Stops at the first error.
 pub fn sign_rate(
     hsm: &Hsm,
     key: &KeyId,
     alg: SignatureAlgorithm,
-    threads: usize,
-    cpus: &[usize],
+    (threads, cpus): (usize, &[usize]),
     length: Duration,
+    bytes: u32,
 ) -> Result<RawRate, String> {
-    // About the size of a leaf's TBSCertificate.
-    let message: Vec<u8> = (0..600u32).map(|i| (i * 31 % 251) as u8).collect();
+    let message: Vec<u8> = (0..bytes).map(|i| (i * 31 % 251) as u8).collect();
     // Untimed warm-up: the key handle lookup and its cache.
     hsm.sign(key, alg, &message).map_err(|e| e.to_string())?;
     let failed = AtomicBool::new(false);
@@ -54,7 +56,9 @@ pub fn sign_rate(
             .map(|_| {
                 let (message, failed) = (&message, &failed);
                 scope.spawn(move || -> Result<u64, String> {
-                    sys::pin_current_thread(cpus)?;
+                    if !cpus.is_empty() {
+                        sys::pin_current_thread(cpus)?;
+                    }
                     let mut n = 0u64;
                     while Instant::now() < deadline && !failed.load(Ordering::Relaxed) {
                         if let Err(e) = hsm.sign(key, alg, message) {
