@@ -279,11 +279,12 @@ pub fn measure(args: &[String]) -> Result<(), String> {
     }
     let revoke_peak = mem().hwm;
 
-    let (_, der) = lab
+    let der = lab
         .publisher
         .crl(store.id, inter.id)
         .map_err(|e| e.to_string())?
-        .ok_or("no CRL stored")?;
+        .ok_or("no CRL stored")?
+        .der;
     if let Some(out) = std::env::var_os("PCAD_BENCH_CRL_OUT") {
         // For checking with `openssl crl -inform DER -CAfile ...`: the CRL and its issuer chain.
         let out = std::path::PathBuf::from(out);
@@ -381,10 +382,10 @@ fn fake_entries(lab: &Lab, issuer: &CertRecord) -> usize {
 fn renew(lab: &Lab, store: &StoreRecord, issuer: &CertRecord) -> Result<(), String> {
     let number = |lab: &Lab| -> Result<u64, String> {
         Ok(lab
-            .publisher
-            .crl(store.id, issuer.id)
+            .db
+            .crl(issuer.id)
             .map_err(|e| e.to_string())?
-            .map(|(r, _)| r.number)
+            .map(|r| r.number)
             .unwrap_or(0))
     };
     let before = number(lab)?;

@@ -23,7 +23,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pcad::ca::{
-    Actor, Ca, IssuerParams, LeafMode, LeafParams, StoreParams, TemplateSpec, Validity,
+    Actor, Ca, CertKind, IssuerParams, LeafMode, LeafParams, StoreParams, TemplateSpec, Validity,
 };
 use pcad::config::Config;
 use pcad::hsm::{Hsm, KeyId};
@@ -104,9 +104,14 @@ impl Lab {
 
     /// A store with the given publishing switches (refresh periods at their longest).
     pub fn store(&self, name: &str, crl: bool, ocsp: bool) -> Result<StoreRecord, String> {
-        self.ca
+        let s = self
+            .ca
             .create_store(&self.who, store_params(name, crl, ocsp))
-            .map_err(|e| format!("create store: {e}"))
+            .map_err(|e| format!("create store: {e}"))?;
+        self.db
+            .store(APPKEY, s.id)
+            .map_err(|e| format!("read store: {e}"))?
+            .ok_or_else(|| "the new store is missing".into())
     }
 
     /// A ROOT (`parent` None) or INTERMEDIATE with its key generated in the HSM.
@@ -116,9 +121,14 @@ impl Lab {
         parent: Option<u64>,
         key: KeyAlgorithm,
     ) -> Result<CertRecord, String> {
-        self.ca
+        let c = self
+            .ca
             .create_issuer(&self.who, store.id, issuer_params(parent, key))
-            .map_err(|e| format!("create issuer ({key:?}): {e}"))
+            .map_err(|e| format!("create issuer ({key:?}): {e}"))?;
+        self.db
+            .cert(APPKEY, store.id, c.id)
+            .map_err(|e| format!("read issuer: {e}"))?
+            .ok_or_else(|| "the new issuer is missing".into())
     }
 }
 
@@ -168,8 +178,8 @@ pub fn store_params(name: &str, crl: bool, ocsp: bool) -> StoreParams {
 /// An Issue Certificate (Issuer) body: ROOT without a parent, INTERMEDIATE below `parent`.
 pub fn issuer_params(parent: Option<u64>, key: KeyAlgorithm) -> IssuerParams {
     let (cert_type, kind, max_depth, years) = match parent {
-        None => (CertType::Root, "Root", 2, 10),
-        Some(_) => (CertType::Intermediate, "Intermediate", 0, 5),
+        None => (CertKind::Root, "Root", 2, 10),
+        Some(_) => (CertKind::Intermediate, "Intermediate", 0, 5),
     };
     IssuerParams {
         cert_type,

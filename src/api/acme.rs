@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::route::Route;
 use super::{views, Api, Authed, Reply};
+use crate::ca::{EabToken, Page};
 use crate::config::Role;
 
 /// The prefix of every ACME URL.
@@ -77,7 +78,7 @@ fn response(r: crate::acme::Response) -> Response<Full<Bytes>> {
     out
 }
 
-fn token_view(t: &crate::store::AcmeToken, host: Option<&str>) -> Value {
+fn token_view(t: &EabToken, host: Option<&str>) -> Value {
     json!({
         "tokenId": t.id.to_string(),
         "name": t.name,
@@ -165,16 +166,8 @@ async fn tokens_inner(
             let all = api
                 .blocking(move |ca| crate::acme::list_tokens(ca, &appkey, s, c))
                 .await?;
-            let p = crate::store::Page {
-                total_count: all.len() as u64,
-                page,
-                size,
-                items: all
-                    .into_iter()
-                    .skip(page.saturating_mul(size) as usize)
-                    .take(size as usize)
-                    .collect(),
-            };
+            let all = all.into_iter().map(EabToken::from).collect();
+            let p = Page::of(all, page, size);
             Ok(Reply::Json(views::page(&p, |t| {
                 token_view(t, host.as_deref())
             })))

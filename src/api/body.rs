@@ -7,10 +7,9 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::error::ApiError;
-use crate::ca::{IssuerParams, StoreParams, Validity};
+use crate::ca::{CertKind, IssuerParams, StoreParams, Validity};
 use crate::pki::cert::{self, OidValue, Sans, StringKind, SubjectInfo};
 use crate::pki::{KeyAlgorithm, SignatureAlgorithm};
-use crate::store::CertType;
 
 /// Parses a JSON body into `T`, naming the field of any type error or unknown field. The body
 /// must be a JSON object (serde would also take an array of the fields' values).
@@ -269,8 +268,8 @@ impl IssuerBody {
                     "certificateType: required (ROOT or INTERMEDIATE)",
                 ))
             }
-            Some("ROOT") => CertType::Root,
-            Some("INTERMEDIATE") => CertType::Intermediate,
+            Some("ROOT") => CertKind::Root,
+            Some("INTERMEDIATE") => CertKind::Intermediate,
             Some("LEAF") => {
                 return Err(ApiError::invalid(
                     "certificateType: LEAF certificates are issued through a template",
@@ -291,12 +290,12 @@ impl IssuerBody {
                 ))
             }
         };
-        if cert_type == CertType::Intermediate && parent_cert_id.is_none() {
+        if cert_type == CertKind::Intermediate && parent_cert_id.is_none() {
             return Err(ApiError::invalid(
                 "parentCertId: required when certificateType is INTERMEDIATE",
             ));
         }
-        if cert_type == CertType::Root && parent_cert_id.is_some() {
+        if cert_type == CertKind::Root && parent_cert_id.is_some() {
             return Err(ApiError::invalid(
                 "parentCertId: must be absent when certificateType is ROOT",
             ));

@@ -12,9 +12,8 @@ use super::query::Query;
 use super::revocation::{self, CrlForm};
 use super::route::{Matched, Route};
 use super::{views, Api, Authed, Reply};
-use crate::ca::Target;
+use crate::ca::{AuditQuery, CertKind, CertScope, Target};
 use crate::config::Role;
-use crate::store::{AuditFilter, CertFilter};
 
 /// Dispatches a matched route. `caller` is `Some` for every management route.
 pub(super) async fn route(
@@ -123,15 +122,18 @@ async fn management_inner(
             Ok(Reply::Json(views::store(&s)))
         }
         (Method::GET, Route::Store(id)) => {
-            let s = api.blocking(move |ca| ca.store(&appkey, id)).await?;
+            let s = api.blocking(move |ca| ca.store_info(&appkey, id)).await?;
             Ok(Reply::Json(views::store(&s)))
         }
         (Method::PUT, Route::Store(id)) => {
-            admin_and(api, &who, move |ca, k| ca.store(k, id)).await?;
-            let params = body::json::<StoreBody>(&body)?.check()?;
-            let s = api
-                .blocking(move |ca| ca.update_store(&actor, id, params))
-                .await?;
+            let s = admin_write(
+                api,
+                &who,
+                move |ca, k| ca.store_info(k, id),
+                || body::json::<StoreBody>(&body).and_then(StoreBody::check),
+                move |ca, params| ca.update_store(&actor, id, params),
+            )
+            .await?;
             Ok(Reply::Json(views::store(&s)))
         }
         (Method::DELETE, Route::Store(id)) => {
@@ -142,10 +144,10 @@ async fn management_inner(
         (Method::GET, Route::Certs(store)) => {
             let (page, size) = q.paging()?;
             let search = q.get("search")?;
-            let filter = match q.get("type")?.as_deref() {
-                None | Some("all") => CertFilter::All,
-                Some("issuer") => CertFilter::Issuer,
-                Some("leaf") => CertFilter::Leaf,
+            let scope = match q.get("type")?.as_deref() {
+                None | Some("all") => CertScope::All,
+                Some("issuer") => CertScope::Issuer,
+                Some("leaf") => CertScope::Leaf,
                 Some(other) => {
                     return Err(ApiError::malformed(format!(
                         "type: unknown value {other:?}; must be all, issuer or leaf"
@@ -154,38 +156,35 @@ async fn management_inner(
             };
             let p = api
                 .blocking(move |ca| {
-                    ca.store(&appkey, store)?;
-                    Ok(ca
-                        .db
-                        .list_certs(store, filter, search.as_deref(), page, size)?)
+                    ca.list_certs(&appkey, store, scope, search.as_deref(), page, size)
                 })
                 .await?;
             Ok(Reply::Json(views::page(&p, views::cert)))
         }
         (Method::POST, Route::Certs(store)) => {
-            admin_and(api, &who, move |ca, k| ca.store(k, store)).await?;
-            let params = body::json::<IssuerBody>(&body)?.check()?;
-            let c = api
-                .blocking(move |ca| ca.create_issuer(&actor, store, params))
-                .await?;
-            let chain = {
-                let c = c.clone();
-                api.blocking(move |ca| ca.chain(&c)).await?
-            };
+            let (c, chain) = admin_write(
+                api,
+                &who,
+                move |ca, k| ca.store_info(k, store),
+                || body::json::<IssuerBody>(&body).and_then(IssuerBody::check),
+                move |ca, params| {
+                    let c = ca.create_issuer(&actor, store, params)?;
+                    ca.cert_with_chain(&appkey, store, c.id)
+                },
+            )
+            .await?;
             Ok(Reply::Json(views::cert_detail(&c, &chain)))
         }
         (Method::GET, Route::Cert(store, id)) => {
             let (c, chain) = api
-                .blocking(move |ca| {
-                    let c = ca.cert(&appkey, store, id)?;
-                    let chain = ca.chain(&c)?;
-                    Ok((c, chain))
-                })
+                .blocking(move |ca| ca.cert_with_chain(&appkey, store, id))
                 .await?;
             Ok(Reply::Json(views::cert_detail(&c, &chain)))
         }
         (Method::GET, Route::CertDownload(store, id)) => {
-            let c = api.blocking(move |ca| ca.cert(&appkey, store, id)).await?;
+            let c = api
+                .blocking(move |ca| ca.cert_info(&appkey, store, id))
+                .await?;
             Ok(Reply::Raw {
                 status: StatusCode::OK,
                 content_type: "application/x-pem-file",
@@ -203,13 +202,13 @@ async fn management_inner(
         (Method::GET, Route::AuditEvents) => {
             who.require(Role::Admin)?;
             let (page, size) = q.paging()?;
-            let filter = AuditFilter {
+            let query = AuditQuery {
                 action: q.get("action")?,
                 from: q.time("from")?,
                 to: q.time("to")?,
             };
             let p = api
-                .blocking(move |ca| Ok(ca.db.list_audit(&appkey, &filter, page, size)?))
+                .blocking(move |ca| ca.list_audit(&appkey, query, page, size))
                 .await?;
             Ok(Reply::Json(views::page(&p, |e| {
                 let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
@@ -218,11 +217,14 @@ async fn management_inner(
             })))
         }
         (Method::POST, Route::CertRevoke(store, id)) => {
-            admin_and(api, &who, move |ca, k| ca.cert(k, store, id)).await?;
-            let reason = RevokeBody::reason(&body)?;
-            let c = api
-                .blocking(move |ca| ca.revoke(&actor, store, id, reason))
-                .await?;
+            let c = admin_write(
+                api,
+                &who,
+                move |ca, k| ca.cert_info(k, store, id),
+                || RevokeBody::reason(&body),
+                move |ca, reason| ca.revoke(&actor, store, id, reason),
+            )
+            .await?;
             Ok(Reply::Json(views::cert(&c)))
         }
         (Method::GET, Route::Templates(store)) => {
@@ -236,25 +238,31 @@ async fn management_inner(
             Ok(Reply::Json(views::page(&p, views::template)))
         }
         (Method::POST, Route::Templates(store)) => {
-            admin_and(api, &who, move |ca, k| ca.store(k, store)).await?;
-            let params = body::json::<TemplateBody>(&body)?.check()?;
-            let t = api
-                .blocking(move |ca| ca.create_template(&actor, store, params))
-                .await?;
+            let t = admin_write(
+                api,
+                &who,
+                move |ca, k| ca.store_info(k, store),
+                || body::json::<TemplateBody>(&body).and_then(TemplateBody::check),
+                move |ca, spec| ca.create_template(&actor, store, spec),
+            )
+            .await?;
             Ok(Reply::Json(views::template(&t)))
         }
         (Method::GET, Route::Template(store, id)) => {
             let t = api
-                .blocking(move |ca| ca.template(&appkey, store, id))
+                .blocking(move |ca| ca.template_info(&appkey, store, id))
                 .await?;
             Ok(Reply::Json(views::template(&t)))
         }
         (Method::PUT, Route::Template(store, id)) => {
-            admin_and(api, &who, move |ca, k| ca.template(k, store, id)).await?;
-            let params = body::json::<TemplateBody>(&body)?.check()?;
-            let t = api
-                .blocking(move |ca| ca.update_template(&actor, store, id, params))
-                .await?;
+            let t = admin_write(
+                api,
+                &who,
+                move |ca, k| ca.template_info(k, store, id),
+                || body::json::<TemplateBody>(&body).and_then(TemplateBody::check),
+                move |ca, spec| ca.update_template(&actor, store, id, spec),
+            )
+            .await?;
             Ok(Reply::Json(views::template(&t)))
         }
         (Method::DELETE, Route::Template(store, id)) => {
@@ -270,7 +278,7 @@ async fn management_inner(
             let req = match body::json::<LeafBody>(&body).and_then(LeafBody::check) {
                 Ok(req) => req,
                 Err(e) => {
-                    admin_and(api, &who, move |ca, k| ca.template(k, store, id)).await?;
+                    admin_and(api, &who, move |ca, k| ca.template_info(k, store, id)).await?;
                     return Err(e);
                 }
             };
@@ -292,6 +300,20 @@ async fn management_inner(
         }
         (_, route) => Err(ApiError::method_not_allowed(route.allow())),
     }
+}
+
+/// A write by an ADMIN to an object that `check` finds (an unknown id answers 404 before the
+/// body is judged): then `parse` judges the body and `op` runs with what it made.
+async fn admin_write<P: Send + 'static, T: Send + 'static, C: Send + 'static>(
+    api: &Api,
+    who: &Authed,
+    check: impl FnOnce(&crate::ca::Ca, &str) -> Result<C, crate::ca::CaError> + Send + 'static,
+    parse: impl FnOnce() -> Result<P, ApiError>,
+    op: impl FnOnce(&crate::ca::Ca, P) -> Result<T, crate::ca::CaError> + Send + 'static,
+) -> Result<T, ApiError> {
+    admin_and(api, who, check).await?;
+    let params = parse()?;
+    api.blocking(move |ca| op(ca, params)).await
 }
 
 /// ADMIN, then `check` that the addressed object exists before the body is judged, so that an
@@ -316,10 +338,10 @@ fn issued_leaf(
     use crate::pki::cert::to_pem;
     use base64::Engine;
     let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
-    let chain: Vec<&crate::store::CertRecord> = leaf
+    let chain: Vec<&crate::ca::Certificate> = leaf
         .chain
         .iter()
-        .filter(|c| !(remove_roots && c.cert_type == crate::store::CertType::Root))
+        .filter(|c| !(remove_roots && c.kind == CertKind::Root))
         .collect();
     let enc = |der: &[u8]| match format {
         Format::Der => b64(der),

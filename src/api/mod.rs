@@ -131,12 +131,7 @@ impl Api {
             Ok(body) => self.dispatch(parts, body, &peer, &mut route).await,
             Err(e) => Err(e),
         };
-        let response = match result {
-            Ok(reply) => into_response(reply),
-            Err(e) => error_response(e),
-        };
-        crate::metrics::METRICS.request(route, response.status().as_u16());
-        response
+        answer(route, result)
     }
 
     async fn dispatch(
@@ -191,7 +186,7 @@ impl Api {
     /// later gives, not a server fault.
     async fn unless_store_gone(&self, e: ApiError, appkey: String, store_id: u64) -> ApiError {
         let gone = self
-            .blocking(move |ca| Ok(ca.db.store(&appkey, store_id)?.is_none()))
+            .blocking(move |ca| Ok(!ca.store_exists(&appkey, store_id)?))
             .await;
         if matches!(gone, Ok(true)) {
             log::info!(
@@ -295,6 +290,16 @@ async fn drain(mut body: Incoming) {
             _ => break,
         }
     }
+}
+
+/// The response to a request of `route` (its metrics name), counted.
+fn answer(route: &'static str, result: Result<Reply, ApiError>) -> Response<Full<Bytes>> {
+    let response = match result {
+        Ok(reply) => into_response(reply),
+        Err(e) => error_response(e),
+    };
+    crate::metrics::METRICS.request(route, response.status().as_u16());
+    response
 }
 
 fn into_response(reply: Reply) -> Response<Full<Bytes>> {

@@ -13,7 +13,7 @@ use super::error::ApiError;
 use super::revocation::{self, CrlForm};
 use super::route::{self, Route};
 use super::source::StatusSource;
-use super::{error_response, into_response, known_method, read_body_within, Reply, PATH_LIMIT};
+use super::{error_response, known_method, read_body_within, Reply, PATH_LIMIT};
 
 /// Answers one request of the public listener. `body_timeout` bounds how long a request body
 /// may take to arrive (408 after it).
@@ -43,12 +43,7 @@ pub async fn handle(
         Ok(body) => dispatch(source, &parts, body, &mut route).await,
         Err(e) => Err(e),
     };
-    let response = match result {
-        Ok(reply) => into_response(reply),
-        Err(e) => error_response(e),
-    };
-    crate::metrics::METRICS.request(route, response.status().as_u16());
-    response
+    super::answer(route, result)
 }
 
 async fn dispatch(

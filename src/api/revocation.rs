@@ -10,13 +10,11 @@ use hyper::{HeaderMap, Response, StatusCode};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::source::{crl_issuer, StatusSource};
+use super::source::StatusSource;
 use super::{timestamp, Api, Reply};
-use crate::ca::CaError;
 use crate::clock::now;
 use crate::pki::ocsp::{self, OcspErrorStatus};
-use crate::status::{CachedResponse, OcspAnswer};
-use crate::store::CrlRecord;
+use crate::status::{CachedResponse, Crl, OcspAnswer};
 
 /// The CRL forms of the seed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,8 +33,8 @@ pub async fn crl(
     issuer_id: u64,
     form: CrlForm,
 ) -> Result<Reply, ApiError> {
-    let (rec, der) = source.crl(appkey, store_id, issuer_id).await?;
-    Ok(crl_reply(store_id, issuer_id, &rec, der, form))
+    let crl = source.crl(appkey, store_id, issuer_id).await?;
+    Ok(crl_reply(store_id, issuer_id, crl, form))
 }
 
 /// POST `.../certs/{issuerCertId}/crl`: renew now; answers `true`.
@@ -53,40 +51,21 @@ pub async fn renew_crl(
     if !(text.is_empty() || text == "true") {
         return Err(ApiError::malformed("body: must be true (or empty)"));
     }
-    api.blocking(move |ca| {
-        let (store, issuer) = crl_issuer(ca, &actor.appkey, store_id, issuer_id)?;
-        // CRL numbers are reserved before signing; prove the key signs first, so that a dead
-        // HSM answers 503 without using a number up.
-        use crate::pki::Signer;
-        ca.issuer_signer(&issuer)?
-            .sign(b"pcad CRL renewal probe")
-            .map_err(|e| CaError::from(crate::pki::PkiError::Sign(e)))?;
-        ca.publisher
-            .renew_crl(&store, &issuer)
-            .map_err(CaError::from)?;
-        let target = crate::ca::Target {
-            store: Some(store.id),
-            cert: Some(issuer.id),
-            ..Default::default()
-        };
-        ca.audit(&actor, "CRL_RENEW", target, "SUCCESS")?;
-        ca.db.durable()?;
-        Ok(())
-    })
-    .await?;
+    api.blocking(move |ca| ca.renew_crl(&actor, store_id, issuer_id))
+        .await?;
     Ok(Reply::Json(json!(true)))
 }
 
-fn crl_reply(store_id: u64, issuer_id: u64, rec: &CrlRecord, der: Vec<u8>, form: CrlForm) -> Reply {
-    let pem = || crate::pki::crl::to_pem(&der);
+fn crl_reply(store_id: u64, issuer_id: u64, crl: Crl, form: CrlForm) -> Reply {
+    let pem = || crate::pki::crl::to_pem(&crl.der);
     let headers = |ext: &str| {
         vec![
             (
                 "content-disposition",
                 format!("attachment; filename=crl_{store_id}_{issuer_id}.{ext}"),
             ),
-            ("last-modified", http_date(rec.this_update)),
-            ("expires", http_date(rec.next_update)),
+            ("last-modified", http_date(crl.this_update)),
+            ("expires", http_date(crl.next_update)),
             (
                 "cache-control",
                 "public, no-transform, max-age=60".to_owned(),
@@ -96,14 +75,14 @@ fn crl_reply(store_id: u64, issuer_id: u64, rec: &CrlRecord, der: Vec<u8>, form:
     match form {
         CrlForm::Info => Reply::Json(json!({
             "crlPem": pem(),
-            "thisUpdate": timestamp(rec.this_update),
-            "nextUpdate": timestamp(rec.next_update),
+            "thisUpdate": timestamp(crl.this_update),
+            "nextUpdate": timestamp(crl.next_update),
         })),
         CrlForm::Der => Reply::Raw {
             status: StatusCode::OK,
             content_type: "application/pkix-crl",
             headers: headers("crl"),
-            body: Bytes::from(der),
+            body: Bytes::from(crl.der),
         },
         CrlForm::Pem => Reply::Raw {
             status: StatusCode::OK,
@@ -124,7 +103,24 @@ pub async fn ocsp(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response<Full<Bytes>> {
-    let answer = match lookup(source, appkey, store_id, get_path, headers, body) {
+    // Decode the request (GET path or POST body) and look it up in the cache; `Err` hands back
+    // the parsed CertIDs for the slow path. The decoding buffer ends with this block, so that
+    // it is not kept across the slow path's wait.
+    let looked_up = {
+        let mut decoded;
+        let request = match get_path {
+            Some(path) => {
+                decoded = [0; ocsp::MAX_GET_REQUEST];
+                ocsp::decode_get_path_into(path, &mut decoded).map_err(|e| e.status())
+            }
+            None => post_request(headers, body),
+        };
+        match request {
+            Ok(request) => source.ocsp(appkey, store_id, request),
+            Err(status) => Ok(OcspAnswer::Error(status)),
+        }
+    };
+    let answer = match looked_up {
         Ok(a) => a,
         Err(reqs) => source.ocsp_slow(appkey, store_id, reqs).await,
     };
@@ -139,37 +135,17 @@ pub async fn ocsp(
     }
 }
 
-/// Decodes the request (GET path or POST body) and looks it up in the cache; `Err` hands back
-/// the parsed CertIDs for the slow path.
-fn lookup(
-    source: &dyn StatusSource,
-    appkey: &str,
-    store_id: u64,
-    get_path: Option<&str>,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<OcspAnswer, Vec<ocsp::RequestedCertId>> {
-    let mut decoded;
-    let request = match get_path {
-        Some(path) => {
-            decoded = [0; ocsp::MAX_GET_REQUEST];
-            match ocsp::decode_get_path_into(path, &mut decoded) {
-                Ok(r) => r,
-                Err(e) => return Ok(OcspAnswer::Error(e.status())),
-            }
-        }
-        None => {
-            let ct = headers
-                .get(hyper::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("application/ocsp-request");
-            if !ct.trim().eq_ignore_ascii_case("application/ocsp-request") {
-                return Ok(OcspAnswer::Error(OcspErrorStatus::MalformedRequest));
-            }
-            body
-        }
-    };
-    source.ocsp(appkey, store_id, request)
+/// The DER request of a POST, whose content type must be `application/ocsp-request` (or none).
+fn post_request<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<&'a [u8], OcspErrorStatus> {
+    let ct = headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/ocsp-request");
+    if ct.trim().eq_ignore_ascii_case("application/ocsp-request") {
+        Ok(body)
+    } else {
+        Err(OcspErrorStatus::MalformedRequest)
+    }
 }
 
 /// A signed response with RFC 5019 §6 caching headers; 304 for a matching `If-None-Match`

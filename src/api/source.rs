@@ -9,15 +9,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use hyper::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::Reply;
 use crate::ca::Ca;
-use crate::ca::CaError;
 use crate::pki::ocsp::{OcspErrorStatus, RequestedCertId};
-use crate::status::{CaTagTarget, OcspAnswer};
-use crate::store::{CertRecord, CrlRecord, StoreRecord};
+use crate::status::{CaTagTarget, Crl, OcspAnswer};
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -40,13 +38,13 @@ pub trait StatusSource: Send + Sync {
         reqs: Vec<RequestedCertId>,
     ) -> BoxFuture<'a, OcspAnswer>;
 
-    /// The current CRL of an issuer, with its DER.
+    /// The current CRL of an issuer.
     fn crl<'a>(
         &'a self,
         appkey: String,
         store_id: u64,
         issuer_id: u64,
-    ) -> BoxFuture<'a, Result<(CrlRecord, Vec<u8>), ApiError>>;
+    ) -> BoxFuture<'a, Result<Crl, ApiError>>;
 
     /// Where a NAVER Cloud CA's `/ext/{caTag}` answers are; `None` for an unknown tag.
     fn ca_tag<'a>(&'a self, tag: &'a str) -> BoxFuture<'a, Result<Option<CaTagTarget>, ApiError>>;
@@ -105,10 +103,10 @@ impl StatusSource for ApplianceSource {
         appkey: String,
         store_id: u64,
         issuer_id: u64,
-    ) -> BoxFuture<'a, Result<(CrlRecord, Vec<u8>), ApiError>> {
+    ) -> BoxFuture<'a, Result<Crl, ApiError>> {
         let ca = self.ca.clone();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || crl_of(&ca, &appkey, store_id, issuer_id))
+            tokio::task::spawn_blocking(move || ca.current_crl(&appkey, store_id, issuer_id))
                 .await
                 .map_err(|e| ApiError::internal(format!("task failed: {e}")))?
                 .map_err(ApiError::from)
@@ -119,18 +117,10 @@ impl StatusSource for ApplianceSource {
         let ca = self.ca.clone();
         let tag = tag.to_owned();
         Box::pin(async move {
-            let found = tokio::task::spawn_blocking(move || ca.db.ncp_ca(&tag))
+            tokio::task::spawn_blocking(move || ca.ncp_tag_target(&tag))
                 .await
                 .map_err(|e| ApiError::internal(format!("task failed: {e}")))?
-                .map_err(|e| ApiError::from(crate::ca::CaError::from(e)))?;
-            // A CA without its certificate yet (a pending sub CA) has no answers.
-            Ok(found.and_then(|c| {
-                Some(CaTagTarget {
-                    issuer_id: c.cert_id?,
-                    appkey: c.appkey.into(),
-                    store_id: c.store_id,
-                })
-            }))
+                .map_err(ApiError::from)
         })
     }
 
@@ -150,67 +140,20 @@ impl StatusSource for ApplianceSource {
         if let Some(p) = self.ca.publisher.publish_health() {
             body["publish"] = p;
         }
-        Reply::Raw {
-            status: if up {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            },
-            content_type: "application/json",
-            headers: vec![("cache-control", "no-store".into())],
-            body: Bytes::from(body.to_string()),
-        }
+        health_reply(up, &body)
     }
 }
 
-/// The appliance's current CRL of an issuer (blocking: database, maybe the HSM).
-pub(super) fn crl_of(
-    ca: &crate::ca::Ca,
-    appkey: &str,
-    store_id: u64,
-    issuer_id: u64,
-) -> Result<(CrlRecord, Vec<u8>), CaError> {
-    let (store, issuer) = crl_issuer(ca, appkey, store_id, issuer_id)?;
-    match ca
-        .publisher
-        .crl(store.id, issuer.id)
-        .map_err(CaError::from)?
-    {
-        Some(found) => Ok(found),
-        None => {
-            // First request before the scheduler's first pass: sign it now.
-            if !ca.hsm.is_up() {
-                return Err(CaError::HsmUnavailable("no CRL has been signed yet".into()));
-            }
-            ca.publisher
-                .renew_crl(&store, &issuer)
-                .map_err(CaError::from)?;
-            ca.publisher
-                .crl(store.id, issuer.id)
-                .map_err(CaError::from)?
-                .ok_or_else(|| CaError::Internal("CRL vanished".into()))
-        }
+/// `GET /healthz`'s answer, the same from every source: 200 when `ok`, else 503; never cached.
+pub fn health_reply(ok: bool, body: &Value) -> Reply {
+    Reply::Raw {
+        status: if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        content_type: "application/json",
+        headers: vec![("cache-control", "no-store".into())],
+        body: Bytes::from(body.to_string()),
     }
-}
-
-/// The store and issuer of a CRL route, when its CRL may be served.
-pub(super) fn crl_issuer(
-    ca: &crate::ca::Ca,
-    appkey: &str,
-    store_id: u64,
-    issuer_id: u64,
-) -> Result<(StoreRecord, CertRecord), CaError> {
-    let store = ca.store(appkey, store_id)?;
-    if !store.crl_active {
-        return Err(CaError::NotFound(format!(
-            "CRL is disabled for store {store_id} (crlActive is false)"
-        )));
-    }
-    let issuer = ca.cert(appkey, store_id, issuer_id)?;
-    if !issuer.is_issuer() {
-        return Err(CaError::NotFound(format!(
-            "issuerCertId: certificate {issuer_id} is a LEAF and has no CRL"
-        )));
-    }
-    Ok((store, issuer))
 }

@@ -3,10 +3,10 @@
 use serde_json::{json, Value};
 
 use super::timestamp;
+use crate::ca::{CertKind, Certificate, Page, Store, Template};
 use crate::clock::now;
 use crate::pki::cert;
 use crate::pki::der_util::hex;
-use crate::store::{CertRecord, CertType, Page, StoreRecord, TemplateRecord};
 
 pub fn page<T>(p: &Page<T>, item: impl Fn(&T) -> Value) -> Value {
     json!({
@@ -17,7 +17,7 @@ pub fn page<T>(p: &Page<T>, item: impl Fn(&T) -> Value) -> Value {
     })
 }
 
-pub fn store(s: &StoreRecord) -> Value {
+pub fn store(s: &Store) -> Value {
     json!({
         "caStoreId": s.id,
         "name": s.name,
@@ -32,7 +32,7 @@ pub fn store(s: &StoreRecord) -> Value {
 }
 
 /// VALID, REVOKED, or EXPIRED (derived from notAfter).
-pub fn status(c: &CertRecord) -> &'static str {
+pub fn status(c: &Certificate) -> &'static str {
     if c.revocation.is_some() {
         "REVOKED"
     } else if c.not_after <= now() {
@@ -42,15 +42,14 @@ pub fn status(c: &CertRecord) -> &'static str {
     }
 }
 
-pub fn cert(c: &CertRecord) -> Value {
-    let ty = match c.cert_type {
-        CertType::Root => "ROOT",
-        CertType::Intermediate => "INTERMEDIATE",
-        CertType::Leaf => "LEAF",
+pub fn cert(c: &Certificate) -> Value {
+    let ty = match c.kind {
+        CertKind::Root => "ROOT",
+        CertKind::Intermediate => "INTERMEDIATE",
+        CertKind::Leaf => "LEAF",
     };
     let signature_algorithm = c
-        .issuer_key
-        .as_ref()
+        .signing
         .map(|k| k.signature_algorithm)
         .unwrap_or(c.signature_algorithm);
     json!({
@@ -72,7 +71,7 @@ pub fn cert(c: &CertRecord) -> Value {
         "revocationReason": c.revocation.map(|r| r.reason),
         "keyInfo": {"algorithm": c.key_algorithm.api_name(), "keySize": c.key_algorithm.key_size()},
         "signatureAlgorithm": signature_algorithm.api_name(),
-        "maxDepth": c.issuer_key.as_ref().map(|k| k.max_depth),
+        "maxDepth": c.signing.map(|k| k.max_depth),
         "sans": c.sans.dns,
         "ipSans": c.sans.ip.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
         "urlSans": c.sans.uri,
@@ -82,7 +81,7 @@ pub fn cert(c: &CertRecord) -> Value {
     })
 }
 
-pub fn cert_detail(c: &CertRecord, chain: &[CertRecord]) -> Value {
+pub fn cert_detail(c: &Certificate, chain: &[Certificate]) -> Value {
     let mut v = cert(c);
     v["certificatePem"] = json!(cert::to_pem(&c.der));
     v["caChainPem"] = json!(chain
@@ -92,7 +91,7 @@ pub fn cert_detail(c: &CertRecord, chain: &[CertRecord]) -> Value {
     v
 }
 
-pub fn template(t: &TemplateRecord) -> Value {
+pub fn template(t: &Template) -> Value {
     json!({
         "templateId": t.id,
         "caStoreId": t.store_id,

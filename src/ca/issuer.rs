@@ -1,10 +1,10 @@
 //! ROOT and INTERMEDIATE certificates: the key is generated in the HSM, the certificate is signed
 //! by the parent's HSM key (or its own, for a root).
 
-use super::{now, random_serial, Actor, Ca, CaError, Target};
+use super::{now, random_serial, Actor, Ca, CaError, CertKind, Certificate, Target};
 use crate::pki::cert::{self, BasicConstraints, CertParams, KeyUsage, Sans, SubjectInfo};
 use crate::pki::{KeyAlgorithm, SignatureAlgorithm};
-use crate::store::{CertRecord, CertType, IdKind, IssuerKey, SerialRecord, StoreRecord};
+use crate::store::{CertRecord, IdKind, IssuerKey, SerialRecord, StoreRecord};
 
 /// How long a certificate is valid: the seed's `ttlValue` | `specificDate`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,7 +18,8 @@ pub enum Validity {
 /// A checked Issue Certificate (Issuer) body.
 #[derive(Clone, Debug)]
 pub struct IssuerParams {
-    pub cert_type: CertType,
+    /// ROOT or INTERMEDIATE.
+    pub cert_type: CertKind,
     pub parent_cert_id: Option<u64>,
     pub name: String,
     pub description: Option<String>,
@@ -43,17 +44,27 @@ impl Ca {
         who: &Actor,
         store_id: u64,
         p: IssuerParams,
+    ) -> Result<Certificate, CaError> {
+        self.make_issuer(who, store_id, p).map(Certificate::from)
+    }
+
+    /// `create_issuer`, answering the stored record.
+    pub(super) fn make_issuer(
+        &self,
+        who: &Actor,
+        store_id: u64,
+        p: IssuerParams,
     ) -> Result<CertRecord, CaError> {
         let appkey = who.appkey.as_str();
         let store = self.store(appkey, store_id)?;
         let parent = match (p.cert_type, p.parent_cert_id) {
-            (CertType::Intermediate, Some(pid)) => Some(self.usable_parent(&store, pid, &p)?),
-            (CertType::Intermediate, None) => {
+            (CertKind::Intermediate, Some(pid)) => Some(self.usable_parent(&store, pid, &p)?),
+            (CertKind::Intermediate, None) => {
                 return Err(CaError::Invalid(
                     "parentCertId: required when certificateType is INTERMEDIATE".into(),
                 ))
             }
-            (CertType::Root, Some(_)) => {
+            (CertKind::Root, Some(_)) => {
                 return Err(CaError::Invalid(
                     "parentCertId: must be absent when certificateType is ROOT".into(),
                 ))
@@ -177,7 +188,7 @@ impl Ca {
             store_id: store.id,
             name: p.name.clone(),
             description: p.description.clone(),
-            cert_type: p.cert_type,
+            cert_type: p.cert_type.into(),
             parent_cert_id: parent.map(|c| c.id),
             template_id: None,
             serial: serial.clone(),

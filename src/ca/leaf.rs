@@ -2,7 +2,7 @@
 //! CSR's key), and revocation.
 
 use super::issuer::{add_common_name, Validity};
-use super::{now, random_serial, Actor, Ca, CaError, Target};
+use super::{now, random_serial, Actor, Ca, CaError, Certificate, Target};
 use crate::pki::cert::{self, BasicConstraints, CertParams, OidValue, Sans, SubjectInfo};
 use crate::pki::crl::RevocationReason;
 use crate::pki::csr::Csr;
@@ -44,7 +44,7 @@ pub struct IssuedLeaf {
     pub der: Vec<u8>,
     pub not_after: i64,
     /// The issuer first, up to and including the root.
-    pub chain: Vec<CertRecord>,
+    pub chain: Vec<Certificate>,
     pub key: Option<LeafKey>,
 }
 
@@ -233,8 +233,8 @@ impl Ca {
         self.publisher.issued(store, &serial_rec, rec.as_ref());
         let above = self.chain(&issuer)?;
         let mut chain = Vec::with_capacity(1 + above.len());
-        chain.push(issuer);
-        chain.extend(above);
+        chain.push(Certificate::from(issuer));
+        chain.extend(above.into_iter().map(Certificate::from));
         Ok(IssuedLeaf {
             cert_id,
             serial,
@@ -253,7 +253,7 @@ impl Ca {
         store_id: u64,
         cert_id: u64,
         reason: RevocationReason,
-    ) -> Result<CertRecord, CaError> {
+    ) -> Result<Certificate, CaError> {
         let store = self.store(&who.appkey, store_id)?;
         let cert = self.cert(&who.appkey, store_id, cert_id)?;
         if cert.cert_type == CertType::Root {
@@ -314,7 +314,7 @@ impl Ca {
             log::error!("certificate {cert_id} revoked but not yet published, will retry: {e}");
             self.publisher.retry_revoked(&store, &rec);
         }
-        Ok(rec)
+        Ok(rec.into())
     }
 }
 
@@ -564,8 +564,8 @@ fn hex_name(serial: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::pki::cert::{ExtendedKeyUsage, KeyUsage};
+    use crate::pki::profile::TemplateSpec;
     use crate::pki::{KeyAlgorithm, SignatureAlgorithm};
-    use crate::store::TemplateSpec;
 
     fn template() -> TemplateRecord {
         TemplateRecord {

@@ -3,13 +3,16 @@
 //! the API calls them on blocking threads.
 
 mod audit;
+mod crl;
 mod issuer;
 mod leaf;
 mod ncp;
+mod ncp_view;
 mod store;
 mod template;
+mod view;
 
-pub use crate::store::TemplateSpec;
+pub use crate::pki::profile::TemplateSpec;
 pub use audit::{Actor, Target};
 pub use issuer::{IssuerParams, Validity};
 pub use leaf::{IssuedLeaf, LeafKey, LeafMode, LeafParams};
@@ -17,7 +20,12 @@ pub use ncp::{
     now_ms as ncp_now_ms, start_destroy_scheduler as start_ncp_destroy_scheduler, NcpCaParams,
     NcpCaType, NcpLeaf, NcpStatus, NCP_STORE_NAME,
 };
+pub use ncp_view::{NcpCa, NcpCaCert};
 pub use store::StoreParams;
+pub use view::{
+    AuditEvent, AuditQuery, CertKind, CertScope, Certificate, EabToken, Page, Revoked, Signing,
+    Store, Template,
+};
 
 use std::sync::Arc;
 
@@ -112,15 +120,15 @@ impl Ca {
         }
     }
 
-    /// The store `id` of `appkey`, or 404.
-    pub fn store(&self, appkey: &str, id: u64) -> Result<StoreRecord, CaError> {
+    /// The stored record of store `id` of `appkey`, or 404.
+    pub(crate) fn store(&self, appkey: &str, id: u64) -> Result<StoreRecord, CaError> {
         self.db
             .store(appkey, id)?
             .ok_or_else(|| CaError::NotFound(format!("caStoreId: no store {id}")))
     }
 
-    /// The certificate `id` of a store, or 404.
-    pub fn cert(&self, appkey: &str, store_id: u64, id: u64) -> Result<CertRecord, CaError> {
+    /// The stored record of certificate `id` of a store, or 404.
+    pub(crate) fn cert(&self, appkey: &str, store_id: u64, id: u64) -> Result<CertRecord, CaError> {
         self.store(appkey, store_id)?;
         self.db.cert(appkey, store_id, id)?.ok_or_else(|| {
             CaError::NotFound(format!("certId: no certificate {id} in store {store_id}"))
@@ -128,7 +136,7 @@ impl Ca {
     }
 
     /// The issuers above `cert`: its issuer first, up to and including the root.
-    pub fn chain(&self, cert: &CertRecord) -> Result<Vec<CertRecord>, CaError> {
+    pub(crate) fn chain(&self, cert: &CertRecord) -> Result<Vec<CertRecord>, CaError> {
         let mut chain = Vec::new();
         let mut next = cert.parent_cert_id;
         while let Some(id) = next {

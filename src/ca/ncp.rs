@@ -11,16 +11,16 @@
 use std::sync::Mutex;
 
 use super::{
-    now, Actor, Ca, CaError, IssuedLeaf, IssuerParams, LeafMode, LeafParams, StoreParams, Target,
-    Validity,
+    now, Actor, Ca, CaError, CertKind, Certificate, IssuedLeaf, IssuerParams, LeafMode, LeafParams,
+    NcpCa, StoreParams, Target, Validity,
 };
 use crate::hsm::KeyId;
 use crate::pki::cert::{ExtendedKeyUsage, KeyUsage, Sans, SubjectInfo};
 use crate::pki::crl::RevocationReason;
+use crate::pki::profile::TemplateSpec;
 use crate::pki::{KeyAlgorithm, KeyFamily, SignatureAlgorithm};
 use crate::store::{
     CertFilter, CertRecord, CertType, NcpCaRecord, PendingDestroy, StoreRecord, TemplateRecord,
-    TemplateSpec,
 };
 
 /// The name of the v2.0 store that holds an appkey's NCP CAs.
@@ -71,7 +71,7 @@ pub struct NcpCaParams {
 
 /// An issued end certificate with its CA.
 pub struct NcpLeaf {
-    pub ca: NcpCaRecord,
+    pub ca: NcpCa,
     pub issued: IssuedLeaf,
 }
 
@@ -117,7 +117,7 @@ impl Ca {
     }
 
     /// The store holding the NCP CAs of the caller's appkey, made on first use.
-    pub fn ncp_store(&self, who: &Actor) -> Result<StoreRecord, CaError> {
+    pub(crate) fn ncp_store(&self, who: &Actor) -> Result<StoreRecord, CaError> {
         if let Some(id) = self.db.ncp_store_id(&who.appkey)? {
             if let Some(s) = self.db.store(&who.appkey, id)? {
                 return Ok(s);
@@ -142,19 +142,19 @@ impl Ca {
         )?;
         self.db.set_ncp_store_id(&who.appkey, store.id)?;
         self.db.durable()?;
-        Ok(store)
+        self.store(&who.appkey, store.id)
     }
 
-    /// The NCP CA `tag` of `appkey`; another appkey's CA does not exist.
-    pub fn ncp_ca(&self, appkey: &str, tag: &str) -> Result<NcpCaRecord, CaError> {
+    /// The stored NCP CA `tag` of `appkey`; another appkey's CA does not exist.
+    pub(super) fn ncp_record(&self, appkey: &str, tag: &str) -> Result<NcpCaRecord, CaError> {
         match self.db.ncp_ca(tag)? {
             Some(c) if c.appkey == appkey && self.ncp_live(&c)? => Ok(c),
             _ => Err(not_found()),
         }
     }
 
-    /// The NCP CAs of an appkey, oldest first.
-    pub fn ncp_cas(&self, appkey: &str) -> Result<Vec<NcpCaRecord>, CaError> {
+    /// The stored NCP CAs of an appkey, oldest first.
+    pub(super) fn ncp_records(&self, appkey: &str) -> Result<Vec<NcpCaRecord>, CaError> {
         let mut out = Vec::new();
         for c in self.db.ncp_cas_of(appkey)? {
             if self.ncp_live(&c)? {
@@ -177,7 +177,7 @@ impl Ca {
     }
 
     /// The issuer certificate of an NCP CA (`INVALID_CA_STATUS` while PENDING).
-    pub fn ncp_cert(&self, ca: &NcpCaRecord) -> Result<CertRecord, CaError> {
+    pub(super) fn ncp_cert(&self, ca: &NcpCaRecord) -> Result<CertRecord, CaError> {
         let id = ca
             .cert_id
             .ok_or_else(|| err("INVALID_CA_STATUS", "Invalid ca status."))?;
@@ -198,9 +198,13 @@ impl Ca {
 
     /// Create CA: a root, or a sub CA signed by `issuer_tag`. Every rule is checked before a
     /// key is made; a failure after it destroys the key (`create_issuer`).
-    pub fn ncp_create_ca(&self, who: &Actor, p: NcpCaParams) -> Result<NcpCaRecord, CaError> {
+    pub fn ncp_create_ca(&self, who: &Actor, p: NcpCaParams) -> Result<NcpCa, CaError> {
+        self.ncp_create_record(who, p).map(NcpCa::from)
+    }
+
+    fn ncp_create_record(&self, who: &Actor, p: NcpCaParams) -> Result<NcpCaRecord, CaError> {
         if self
-            .ncp_cas(&who.appkey)?
+            .ncp_records(&who.appkey)?
             .iter()
             .any(|c| c.alias == p.alias)
         {
@@ -220,7 +224,7 @@ impl Ca {
             (NcpCaType::Sub, None) => return self.ncp_create_pending(who, p),
             (NcpCaType::Sub, Some(tag)) => {
                 let parent = self
-                    .ncp_ca(&who.appkey, tag)
+                    .ncp_record(&who.appkey, tag)
                     .map_err(|_| err("NOT_EXIST_ISSUER_CA", "issuerTag: The CA doesn't exist."))?;
                 if parent.status != NcpStatus::ACTIVE {
                     return Err(err(
@@ -249,9 +253,9 @@ impl Ca {
         };
         let params = IssuerParams {
             cert_type: if parent.is_some() {
-                CertType::Intermediate
+                CertKind::Intermediate
             } else {
-                CertType::Root
+                CertKind::Root
             },
             parent_cert_id: parent_cert.as_ref().map(|c| c.id),
             name: p.alias.clone(),
@@ -265,7 +269,7 @@ impl Ca {
             exclude_cn_from_sans: true,
             sans: p.sans.clone(),
         };
-        let cert = self.create_issuer(who, store.id, params)?;
+        let cert = self.make_issuer(who, store.id, params)?;
         let t = now_ms();
         let rec = NcpCaRecord {
             ca_tag: new_tag(),
@@ -359,16 +363,13 @@ impl Ca {
     }
 
     /// Get Sub CSR: the CSR of a PENDING sub CA.
-    pub fn ncp_sub_csr(&self, ca: &NcpCaRecord) -> Result<String, CaError> {
-        ca.pending
-            .as_ref()
-            .map(|p| p.csr_pem.clone())
-            .ok_or_else(|| {
-                err(
-                    "INVALID_CA_STATUS",
-                    "Invalid ca status. (only a PENDING sub CA for external signing has a CSR)",
-                )
-            })
+    pub fn ncp_sub_csr(&self, ca: &NcpCa) -> Result<String, CaError> {
+        ca.csr_pem.clone().ok_or_else(|| {
+            err(
+                "INVALID_CA_STATUS",
+                "Invalid ca status. (only a PENDING sub CA for external signing has a CSR)",
+            )
+        })
     }
 
     /// Sign Sub Csr: an INTERMEDIATE certificate of CA `tag` for a key held elsewhere.
@@ -378,8 +379,8 @@ impl Ca {
         tag: &str,
         csr: crate::pki::csr::Csr,
         period_days: u32,
-    ) -> Result<(NcpCaRecord, CertRecord), CaError> {
-        let ca = self.ncp_ca(&who.appkey, tag)?;
+    ) -> Result<(NcpCa, Certificate), CaError> {
+        let ca = self.ncp_record(&who.appkey, tag)?;
         if ca.status != NcpStatus::ACTIVE {
             return Err(err("INVALID_CA_STATUS", "Invalid ca status."));
         }
@@ -398,7 +399,7 @@ impl Ca {
         }
         let store = self.store(&ca.appkey, ca.store_id)?;
         let params = IssuerParams {
-            cert_type: CertType::Intermediate,
+            cert_type: CertKind::Intermediate,
             parent_cert_id: Some(parent.id),
             name: csr.subject.common_name.clone().unwrap_or_default(),
             description: Some(format!("signed for an external key by NCP CA {tag}")),
@@ -412,7 +413,7 @@ impl Ca {
             sans: Sans::default(),
         };
         let cert = self.sign_external_issuer(who, &store, &parent, &params, &csr.spki_der)?;
-        Ok((ca, cert))
+        Ok((ca.into(), cert.into()))
     }
 
     /// Activate Sub CA: takes the certificate an outside CA signed for a PENDING sub CA and
@@ -424,9 +425,9 @@ impl Ca {
         tag: &str,
         cert_der: Vec<u8>,
         chain: Vec<Vec<u8>>,
-    ) -> Result<NcpCaRecord, CaError> {
+    ) -> Result<NcpCa, CaError> {
         use crate::pki::subca::{check_activation, ActivationError};
-        let mut ca = self.ncp_ca(&who.appkey, tag)?;
+        let mut ca = self.ncp_record(&who.appkey, tag)?;
         let pending = match (&ca.pending, ca.status.as_str()) {
             (Some(p), NcpStatus::PENDING) => p.clone(),
             _ => return Err(err("INVALID_CA_STATUS", "Invalid ca status. (not PENDING)")),
@@ -509,12 +510,12 @@ impl Ca {
         self.db.durable()?;
         self.publisher.issued(&store, &serial_rec, Some(&rec));
         self.publish_tag(&ca);
-        Ok(ca)
+        Ok(ca.into())
     }
 
     /// The DER certificates above `cert` (its issuer first, up to the root), including those
     /// of the outside CA that signed an activated sub CA.
-    pub fn ncp_chain_above(&self, cert: &CertRecord) -> Result<Vec<Vec<u8>>, CaError> {
+    pub(super) fn ncp_chain_above(&self, cert: &CertRecord) -> Result<Vec<Vec<u8>>, CaError> {
         let chain = self.chain(cert)?;
         let top = chain.last().unwrap_or(cert);
         let mut out: Vec<Vec<u8>> = chain.iter().map(|c| c.der.clone()).collect();
@@ -539,7 +540,7 @@ impl Ca {
         sans: Sans,
         period_days: Option<u32>,
     ) -> Result<NcpLeaf, CaError> {
-        let ca = self.ncp_ca(&who.appkey, tag)?;
+        let ca = self.ncp_record(&who.appkey, tag)?;
         if ca.status != NcpStatus::ACTIVE {
             return Err(err("INVALID_CA_STATUS", "Invalid ca status."));
         }
@@ -577,30 +578,54 @@ impl Ca {
             sans,
         };
         let issued = self.issue_leaf_with(who, &store, issuer, &t, None, params)?;
-        Ok(NcpLeaf { ca, issued })
+        Ok(NcpLeaf {
+            ca: ca.into(),
+            issued,
+        })
     }
 
-    /// The stored end certificate `serial` of a CA.
-    pub fn ncp_end_cert(&self, ca: &NcpCaRecord, serial: &[u8]) -> Result<CertRecord, CaError> {
-        let issuer_id = ca.cert_id.ok_or_else(cert_not_found)?;
+    /// The stored end certificate `serial` of a CA, with the DER certificates above it.
+    pub fn ncp_end_cert(
+        &self,
+        ca: &NcpCa,
+        serial: &[u8],
+    ) -> Result<(Certificate, Vec<Vec<u8>>), CaError> {
+        let leaf = self.end_cert(&ca.appkey, ca.store_id, ca.cert_id, serial)?;
+        let chain = self.ncp_chain_above(&leaf)?;
+        Ok((leaf.into(), chain))
+    }
+
+    /// The stored certificate `serial` signed by issuer `issuer_id` of a store.
+    fn end_cert(
+        &self,
+        appkey: &str,
+        store_id: u64,
+        issuer_id: Option<u64>,
+        serial: &[u8],
+    ) -> Result<CertRecord, CaError> {
+        let issuer_id = issuer_id.ok_or_else(cert_not_found)?;
         let rec = self
             .db
             .serial(issuer_id, serial)?
             .ok_or_else(cert_not_found)?;
         let id = rec.cert_id.ok_or_else(cert_not_found)?;
         self.db
-            .cert(&ca.appkey, ca.store_id, id)?
+            .cert(appkey, store_id, id)?
             .ok_or_else(cert_not_found)
     }
 
     /// The leaves a CA signed (stored ones), in issuance order.
-    pub fn ncp_end_certs(&self, ca: &NcpCaRecord) -> Result<Vec<CertRecord>, CaError> {
-        let Some(issuer_id) = ca.cert_id else {
+    pub(super) fn end_certs(
+        &self,
+        store_id: u64,
+        issuer_id: Option<u64>,
+    ) -> Result<Vec<CertRecord>, CaError> {
+        let Some(issuer_id) = issuer_id else {
             return Ok(vec![]);
         };
         let page = self
             .db
-            .list_certs(ca.store_id, CertFilter::Leaf, None, 0, u64::MAX)?;
+            .list_certs(store_id, CertFilter::Leaf, None, 0, u64::MAX)?;
         Ok(page
             .items
             .into_iter()
@@ -610,24 +635,15 @@ impl Ca {
 
     /// Revoke End Cert: the v2.0 revocation of the leaf (published before this returns).
     pub fn ncp_revoke(&self, who: &Actor, tag: &str, serial: &[u8]) -> Result<(), CaError> {
-        let ca = self.ncp_ca(&who.appkey, tag)?;
-        let issuer_id = ca.cert_id.ok_or_else(cert_not_found)?;
-        let rec = self
-            .db
-            .serial(issuer_id, serial)?
-            .ok_or_else(cert_not_found)?;
-        let id = rec.cert_id.ok_or_else(cert_not_found)?;
-        let cert = self
-            .db
-            .cert(&ca.appkey, ca.store_id, id)?
-            .ok_or_else(cert_not_found)?;
+        let ca = self.ncp_record(&who.appkey, tag)?;
+        let cert = self.end_cert(&ca.appkey, ca.store_id, ca.cert_id, serial)?;
         if cert.is_issuer() {
             return Err(err("INVALID_CERT", "The CA certificate can't be revoked."));
         }
         if cert.revocation.is_some() {
             return Err(err("INVALID_CERT", "Invalid cert. (already revoked)"));
         }
-        self.revoke(who, ca.store_id, id, RevocationReason::Unspecified)?;
+        self.revoke(who, ca.store_id, cert.id, RevocationReason::Unspecified)?;
         Ok(())
     }
 
@@ -640,8 +656,8 @@ impl Ca {
         status: Option<&str>,
         memo: Option<String>,
         delay_secs: u64,
-    ) -> Result<NcpCaRecord, CaError> {
-        let mut ca = self.ncp_ca(&who.appkey, tag)?;
+    ) -> Result<NcpCa, CaError> {
+        let mut ca = self.ncp_record(&who.appkey, tag)?;
         if let Some(m) = memo {
             ca.memo = Some(m);
         }
@@ -682,12 +698,12 @@ impl Ca {
             "SUCCESS",
         )?;
         self.db.durable()?;
-        Ok(ca)
+        Ok(ca.into())
     }
 
     /// Create/Delete OCSP: the URL written into the AIA of certificates issued from now on.
     pub fn ncp_set_ocsp(&self, who: &Actor, tag: &str, url: Option<String>) -> Result<(), CaError> {
-        let mut ca = self.ncp_ca(&who.appkey, tag)?;
+        let mut ca = self.ncp_record(&who.appkey, tag)?;
         ca.ocsp_url = url;
         self.db.put_ncp_ca(&ca)?;
         self.audit(who, "NCP_OCSP_URL", cert_target(&ca, ca.cert_id), "SUCCESS")?;
@@ -697,7 +713,7 @@ impl Ca {
 
     /// Update CRL Config: the CRL cycle in days; the CRL is re-signed with it at once.
     pub fn ncp_set_crl_days(&self, who: &Actor, tag: &str, days: u32) -> Result<(), CaError> {
-        let mut ca = self.ncp_ca(&who.appkey, tag)?;
+        let mut ca = self.ncp_record(&who.appkey, tag)?;
         let cert = self.ncp_cert(&ca)?;
         if now() + i64::from(days) * 86_400 > cert.not_after {
             return Err(err(
@@ -714,11 +730,11 @@ impl Ca {
             "SUCCESS",
         )?;
         self.db.durable()?;
-        self.ncp_rotate_crl(&ca)
+        self.rotate_crl(&ca)
     }
 
     /// Rotate CRL: a fresh CRL of the CA now.
-    pub fn ncp_rotate_crl(&self, ca: &NcpCaRecord) -> Result<(), CaError> {
+    pub(super) fn rotate_crl(&self, ca: &NcpCaRecord) -> Result<(), CaError> {
         let cert = self.ncp_cert(ca)?;
         let store = self.store(&ca.appkey, ca.store_id)?;
         self.publisher.renew_crl(&store, &cert)?;
@@ -726,37 +742,37 @@ impl Ca {
     }
 
     /// The CA's current CRL (DER), signed now if it has none yet.
-    pub fn ncp_crl(&self, ca: &NcpCaRecord) -> Result<Vec<u8>, CaError> {
+    pub(super) fn crl_der(&self, ca: &NcpCaRecord) -> Result<Vec<u8>, CaError> {
         let cert = self.ncp_cert(ca)?;
-        if let Some((_, der)) = self.publisher.crl(ca.store_id, cert.id)? {
-            return Ok(der);
+        if let Some(crl) = self.publisher.crl(ca.store_id, cert.id)? {
+            return Ok(crl.der);
         }
-        self.ncp_rotate_crl(ca)?;
+        self.rotate_crl(ca)?;
         self.publisher
             .crl(ca.store_id, cert.id)?
-            .map(|(_, der)| der)
+            .map(|crl| crl.der)
             .ok_or_else(|| CaError::Internal("CRL missing after signing".into()))
     }
 
     /// Trim CA: deletes the CA's expired end certificates and re-signs its CRL without them.
     pub fn ncp_trim(&self, who: &Actor, tag: &str) -> Result<usize, CaError> {
-        let ca = self.ncp_ca(&who.appkey, tag)?;
+        let ca = self.ncp_record(&who.appkey, tag)?;
         let t = now();
         let expired: Vec<CertRecord> = self
-            .ncp_end_certs(&ca)?
+            .end_certs(ca.store_id, ca.cert_id)?
             .into_iter()
             .filter(|c| c.not_after <= t)
             .collect();
         self.db.delete_certs(&expired)?;
         self.audit(who, "NCP_CA_TRIM", cert_target(&ca, ca.cert_id), "SUCCESS")?;
         self.db.durable()?;
-        self.ncp_rotate_crl(&ca)?;
+        self.rotate_crl(&ca)?;
         Ok(expired.len())
     }
 
     /// Add/Delete CA User.
     pub fn ncp_grant(&self, who: &Actor, tag: &str, id_no: &str, add: bool) -> Result<(), CaError> {
-        let mut ca = self.ncp_ca(&who.appkey, tag)?;
+        let mut ca = self.ncp_record(&who.appkey, tag)?;
         let has = ca.grants.iter().any(|g| g == id_no);
         match (add, has) {
             (true, false) => ca.grants.push(id_no.to_owned()),
@@ -781,7 +797,7 @@ impl Ca {
 
     /// Delete CA: only a DESTROYING CA; destroys it with its sub CAs and their keys.
     pub fn ncp_delete(&self, who: &Actor, tag: &str) -> Result<(), CaError> {
-        let ca = self.ncp_ca(&who.appkey, tag)?;
+        let ca = self.ncp_record(&who.appkey, tag)?;
         if ca.status != NcpStatus::DESTROYING {
             return Err(err(
                 "INVALID_CA_STATUS",

@@ -1,8 +1,8 @@
 //! Stores: create, replace, delete (with their HSM keys).
 
-use super::{now, Actor, Ca, CaError, Target};
+use super::{now, Actor, Ca, CaError, Page, Store, Target};
 use crate::hsm::KeyId;
-use crate::store::{IdKind, Page, PendingDestroy, StoreRecord};
+use crate::store::{IdKind, PendingDestroy, StoreRecord};
 
 /// A checked Create/Modify Store body.
 #[derive(Clone, Debug)]
@@ -16,7 +16,7 @@ pub struct StoreParams {
 }
 
 impl Ca {
-    pub fn create_store(&self, who: &Actor, p: StoreParams) -> Result<StoreRecord, CaError> {
+    pub fn create_store(&self, who: &Actor, p: StoreParams) -> Result<Store, CaError> {
         let appkey = who.appkey.as_str();
         let t = now();
         let rec = StoreRecord {
@@ -38,7 +38,7 @@ impl Ca {
         }
         self.audit(who, "STORE_CREATE", store_target(rec.id), "SUCCESS")?;
         self.db.durable()?;
-        Ok(rec)
+        Ok(rec.into())
     }
 
     pub fn list_stores(
@@ -47,18 +47,14 @@ impl Ca {
         search: Option<&str>,
         page: u64,
         size: u64,
-    ) -> Result<Page<StoreRecord>, CaError> {
-        Ok(self.db.list_stores(appkey, search, page, size)?)
+    ) -> Result<Page<Store>, CaError> {
+        let p = self.db.list_stores(appkey, search, page, size)?;
+        Ok(Page::from_store(p, Store::from))
     }
 
     /// Replaces the store's settings ("Same as Create Store"); CRL/OCSP toggles affect only
     /// certificates issued from now on.
-    pub fn update_store(
-        &self,
-        who: &Actor,
-        id: u64,
-        p: StoreParams,
-    ) -> Result<StoreRecord, CaError> {
+    pub fn update_store(&self, who: &Actor, id: u64, p: StoreParams) -> Result<Store, CaError> {
         let old = self.store(&who.appkey, id)?;
         let new = StoreRecord {
             name: p.name,
@@ -74,7 +70,7 @@ impl Ca {
         self.audit(who, "STORE_UPDATE", store_target(id), "SUCCESS")?;
         self.db.durable()?;
         self.publisher.store_changed(&new);
-        Ok(new)
+        Ok(new.into())
     }
 
     /// Deletes the store with everything in it, then destroys its issuer keys in the HSM. A key

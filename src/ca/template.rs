@@ -1,8 +1,9 @@
 //! Templates: the seed's Template API (Vault PKI roles under other names).
 
-use super::{now, Actor, Ca, CaError, Target};
+use super::{now, Actor, Ca, CaError, Page, Target, Template};
 use crate::pki::cert;
-use crate::store::{IdKind, Page, TemplateRecord, TemplateSpec};
+use crate::pki::profile::TemplateSpec;
+use crate::store::{IdKind, TemplateRecord};
 
 impl Ca {
     pub fn create_template(
@@ -10,7 +11,7 @@ impl Ca {
         who: &Actor,
         store_id: u64,
         p: TemplateSpec,
-    ) -> Result<TemplateRecord, CaError> {
+    ) -> Result<Template, CaError> {
         let appkey = who.appkey.as_str();
         self.check_template(appkey, store_id, &p)?;
         let t = now();
@@ -34,10 +35,16 @@ impl Ca {
             "SUCCESS",
         )?;
         self.db.durable()?;
-        Ok(rec)
+        Ok(rec.into())
     }
 
-    pub fn template(
+    /// Template `id` of a store, or 404.
+    pub fn template_info(&self, appkey: &str, store_id: u64, id: u64) -> Result<Template, CaError> {
+        self.template(appkey, store_id, id).map(Template::from)
+    }
+
+    /// The stored record of template `id` of a store, or 404.
+    pub(crate) fn template(
         &self,
         appkey: &str,
         store_id: u64,
@@ -56,9 +63,10 @@ impl Ca {
         search: Option<&str>,
         page: u64,
         size: u64,
-    ) -> Result<Page<TemplateRecord>, CaError> {
+    ) -> Result<Page<Template>, CaError> {
         self.store(appkey, store_id)?;
-        Ok(self.db.list_templates(store_id, search, page, size)?)
+        let p = self.db.list_templates(store_id, search, page, size)?;
+        Ok(Page::from_store(p, Template::from))
     }
 
     /// Replaces a template ("Same as Create Template").
@@ -68,7 +76,7 @@ impl Ca {
         store_id: u64,
         id: u64,
         p: TemplateSpec,
-    ) -> Result<TemplateRecord, CaError> {
+    ) -> Result<Template, CaError> {
         let appkey = who.appkey.as_str();
         let old = self.template(appkey, store_id, id)?;
         self.check_template(appkey, store_id, &p)?;
@@ -81,7 +89,7 @@ impl Ca {
             "SUCCESS",
         )?;
         self.db.durable()?;
-        Ok(new)
+        Ok(new.into())
     }
 
     pub fn delete_template(&self, who: &Actor, store_id: u64, id: u64) -> Result<(), CaError> {

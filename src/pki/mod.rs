@@ -13,6 +13,7 @@ pub mod name;
 pub mod ocsp;
 pub mod oid;
 pub mod pem;
+pub mod profile;
 pub mod signer;
 pub mod subca;
 

@@ -8,19 +8,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
-use hyper::StatusCode;
 
 use serde_json::json;
 
 use super::{crl_key, ocsp_key, parse_key, store_key, tag_key, Conn, Key, Target, CHANNEL, MARKER};
-use crate::api::source::{BoxFuture, StatusSource};
+use crate::api::source::{health_reply, BoxFuture, StatusSource};
 use crate::api::{ApiError, Reply};
 use crate::clock::now;
 use crate::pki::ocsp::{OcspErrorStatus, RequestedCertId};
-use crate::status::{CaTagTarget, CachedResponse, OcspAnswer};
-use crate::store::CrlRecord;
+use crate::status::{CaTagTarget, CachedResponse, Crl, OcspAnswer};
 
 /// What `pcad responder` is given (flags, or `[responder]` of a config file).
 #[derive(Clone, Debug)]
@@ -85,8 +82,6 @@ struct StoreMeta {
     ocsp: bool,
 }
 
-type Crl = Arc<(CrlRecord, Vec<u8>)>;
-
 /// Per store, CertID key → response.
 type OcspCache = HashMap<u64, HashMap<Box<[u8]>, Arc<CachedResponse>>>;
 
@@ -95,7 +90,7 @@ pub struct RedisSource {
     pub(crate) target: Target,
     conn: Mutex<Option<Conn>>,
     ocsp: RwLock<OcspCache>,
-    crls: RwLock<HashMap<(u64, u64), Crl>>,
+    crls: RwLock<HashMap<(u64, u64), Arc<Crl>>>,
     stores: RwLock<HashMap<u64, StoreMeta>>,
     /// NAVER Cloud `caTag` → where its answers are (known tags only).
     tags: RwLock<HashMap<String, CaTagTarget>>,
@@ -436,7 +431,7 @@ impl StatusSource for RedisSource {
         appkey: String,
         store_id: u64,
         issuer_id: u64,
-    ) -> BoxFuture<'a, Result<(CrlRecord, Vec<u8>), ApiError>> {
+    ) -> BoxFuture<'a, Result<Crl, ApiError>> {
         Box::pin(async move {
             let not_found = || {
                 ApiError::not_found(format!(
@@ -451,10 +446,10 @@ impl StatusSource for RedisSource {
                     .read()
                     .ok()
                     .and_then(|c| c.get(&(store_id, issuer_id)).cloned())
-                    .filter(|c| c.0.next_update > t);
+                    .filter(|c| c.next_update > t);
                 if let Some(c) = hit {
                     return if mine(&m) {
-                        Ok((c.0.clone(), c.1.clone()))
+                        Ok(Crl::clone(&c))
                     } else {
                         Err(not_found())
                     };
@@ -482,18 +477,17 @@ impl StatusSource for RedisSource {
             if next <= t {
                 return Err(not_found());
             }
-            let rec = CrlRecord {
-                issuer_id,
-                number: 0,
+            let crl = Crl {
+                der,
                 this_update: this,
                 next_update: next,
             };
             if self.epoch.load(Ordering::SeqCst) == epoch {
                 if let Ok(mut c) = self.crls.write() {
-                    c.insert((store_id, issuer_id), Arc::new((rec.clone(), der.clone())));
+                    c.insert((store_id, issuer_id), Arc::new(crl.clone()));
                 }
             }
-            Ok((rec, der))
+            Ok(crl)
         })
     }
 
@@ -552,16 +546,7 @@ impl StatusSource for RedisSource {
             "ocspCachedResponses": cached,
             "corruptValues": self.corrupt.load(Ordering::Relaxed),
         });
-        Reply::Raw {
-            status: if ok {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            },
-            content_type: "application/json",
-            headers: vec![("cache-control", "no-store".into())],
-            body: Bytes::from(body.to_string()),
-        }
+        health_reply(ok, &body)
     }
 }
 

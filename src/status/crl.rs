@@ -10,6 +10,15 @@ use crate::clock::now;
 use crate::pki::crl::{CrlBuilder, CrlParams};
 use crate::store::{CertRecord, CrlRecord, StoreRecord};
 
+/// An issuer's current CRL, as served.
+#[derive(Clone, Debug)]
+pub struct Crl {
+    pub der: Vec<u8>,
+    /// Unix seconds.
+    pub this_update: i64,
+    pub next_update: i64,
+}
+
 /// Per-issuer gate: tickets drawn after a change; a build covers every ticket drawn before it
 /// started.
 #[derive(Default)]
@@ -100,16 +109,16 @@ impl Publisher {
         Ok(rec)
     }
 
-    /// The current CRL of an issuer, with its DER.
-    pub fn crl(
-        &self,
-        store_id: u64,
-        issuer_id: u64,
-    ) -> Result<Option<(CrlRecord, Vec<u8>)>, StatusError> {
+    /// The current CRL of an issuer.
+    pub fn crl(&self, store_id: u64, issuer_id: u64) -> Result<Option<Crl>, StatusError> {
         let db = &self.inner.db;
         let Some(rec) = db.crl(issuer_id)? else {
             return Ok(None);
         };
-        Ok(db.crl_der(store_id, issuer_id)?.map(|der| (rec, der)))
+        Ok(db.crl_der(store_id, issuer_id)?.map(|der| Crl {
+            der,
+            this_update: rec.this_update,
+            next_update: rec.next_update,
+        }))
     }
 }

@@ -11,6 +11,7 @@ mod scheduler;
 mod sink;
 
 pub use cache::OcspAnswer;
+pub use crl::Crl;
 pub use presign::RefreshStats;
 pub use response::{CachedResponse, OcspEntry};
 pub use sink::{CaTagTarget, Signed, Sink};
@@ -225,14 +226,14 @@ impl Publisher {
             }
             let appkey: Arc<str> = store.appkey.as_str().into();
             for issuer in db.issuers_of_store(store.id).unwrap_or_default() {
-                if let Ok(Some((rec, der))) = self.crl(store.id, issuer.id) {
+                if let Ok(Some(crl)) = self.crl(store.id, issuer.id) {
                     out.push(Signed::Crl {
                         store_id: store.id,
                         appkey: Arc::clone(&appkey),
                         issuer_id: issuer.id,
-                        der: der.into(),
-                        this_update: rec.this_update,
-                        next_update: rec.next_update,
+                        der: crl.der.into(),
+                        this_update: crl.this_update,
+                        next_update: crl.next_update,
                     });
                 }
             }

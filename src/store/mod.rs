@@ -20,7 +20,7 @@ pub use ncp::{NcpCaRecord, NcpPending};
 pub use ocsp::{OcspRow, OcspRowRef, OcspSetChunks};
 pub use records::{
     CertRecord, CertType, CrlRecord, IssuerKey, Revocation, SerialRecord, StoreRecord,
-    TemplateRecord, TemplateSpec,
+    TemplateRecord,
 };
 pub use snapshot::{read_snapshot, restore_snapshot, socket_path, SnapshotInfo};
 pub use trees::{CertFilter, Page, RevokedRow};
@@ -149,6 +149,7 @@ fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pki::profile::TemplateSpec;
 
     fn store(id: u64, name: &str) -> StoreRecord {
         StoreRecord {

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::pki::cert::{ExtendedKeyUsage, KeyUsage, OidValue, Sans, SubjectInfo};
 use crate::pki::crl::RevocationReason;
+use crate::pki::profile::TemplateSpec;
 use crate::pki::{KeyAlgorithm, SignatureAlgorithm};
 
 /// A CA store (the seed's "store"; `caId` in seed 004's edition).
@@ -149,36 +150,6 @@ impl SerialRecord {
             serial: row[43..].to_vec(),
         })
     }
-}
-
-/// What a template says: the seed's Create Template body, checked.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct TemplateSpec {
-    pub name: String,
-    pub description: Option<String>,
-    pub parent_cert_id: u64,
-    pub max_ttl: Option<u64>,
-    /// Unix seconds.
-    pub max_specific_date: Option<i64>,
-    pub back_date_validation: u64,
-    pub allow_ip_sans: bool,
-    pub url_sans_whitelist: Vec<String>,
-    pub other_sans_whitelist: Vec<OidValue>,
-    pub store_in_server: bool,
-    pub basic_constraints_valid_for_non_ca: bool,
-    pub use_csr_common_name: bool,
-    pub use_csr_sans: bool,
-    pub key_algorithm: KeyAlgorithm,
-    /// The keyInfo as given (`EC` or `ECDSA`), echoed back.
-    pub key_algorithm_name: String,
-    pub signature_bits: u32,
-    pub key_usage: Vec<KeyUsage>,
-    pub extended_key_usage: Vec<ExtendedKeyUsage>,
-    pub extended_key_usage_oids: Vec<String>,
-    pub policies: Vec<String>,
-    pub subject_info: SubjectInfo,
-    pub use_csr_other_fields: bool,
-    pub other_fields: Vec<OidValue>,
 }
 
 /// A stored template. Its spec's fields sit beside its own in the stored JSON.

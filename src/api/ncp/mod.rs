@@ -27,11 +27,10 @@ use self::body::Obj;
 use self::envelope::{success, NcpError};
 use super::source::StatusSource;
 use super::{Api, Listener};
-use crate::ca::{Ca, CaError, LeafMode, NcpCaParams, NcpCaType, NcpStatus};
+use crate::ca::{Ca, CaError, LeafMode, NcpCa, NcpCaParams, NcpCaType, NcpStatus};
 use crate::config::Role;
 use crate::pki::cert;
 use crate::pki::KeyAlgorithm;
-use crate::store::NcpCaRecord;
 
 /// Whether a path belongs to this edition.
 pub fn owns(path: &str) -> bool {
@@ -101,7 +100,7 @@ enum Need {
     Admin,
 }
 
-fn allow(who: &NcpCaller, need: Need, ca: Option<&NcpCaRecord>) -> Result<(), NcpError> {
+fn allow(who: &NcpCaller, need: Need, ca: Option<&NcpCa>) -> Result<(), NcpError> {
     let ok = match need {
         Need::Read => true,
         Need::Admin => who.role == Role::Admin,
@@ -199,7 +198,7 @@ async fn ca_route(
     api: &Api,
     who: &NcpCaller,
     m: &Method,
-    ca: NcpCaRecord,
+    ca: NcpCa,
     rest: &[&str],
     query: &str,
     body: &[u8],
@@ -253,7 +252,7 @@ async fn ca_route(
         }
         (&Method::GET, ["chain"]) => {
             let pem = blocking(api, move |c| {
-                let chain = chain_of(c, &c.ncp_cert(&ca)?)?;
+                let chain = c.ncp_chain(&ca)?;
                 Ok(chain.iter().map(|d| cert::to_pem(d)).collect::<String>())
             })
             .await?;
@@ -268,7 +267,8 @@ async fn ca_route(
                 Some(d) => d,
                 None => {
                     let (appkey, sid) = (ca.appkey.clone(), ca.store_id);
-                    blocking(api, move |c| Ok(c.store(&appkey, sid)?.crl_refresh_period)).await?
+                    let s = blocking(api, move |c| c.store_info(&appkey, sid)).await?;
+                    s.crl_refresh_period
                 }
             };
             Ok(success(json!({"expiry": days.to_string()})))
@@ -339,12 +339,8 @@ async fn ca_route(
         (&Method::POST, ["cert", "sign"]) => sign_end_csr(api, who, &tag, query, body).await,
         (&Method::GET, ["cert", serial]) => {
             let serial = body::serial(serial)?;
-            let v = blocking(api, move |c| {
-                let leaf = c.ncp_end_cert(&ca, &serial)?;
-                let chain = c.ncp_chain_above(&leaf)?;
-                Ok(views::end_cert(&leaf, &chain, leaf.ocsp_url.as_deref()))
-            })
-            .await?;
+            let (leaf, chain) = blocking(api, move |c| c.ncp_end_cert(&ca, &serial)).await?;
+            let v = views::end_cert(&leaf, &chain, leaf.ocsp_url.as_deref());
             Ok(success(v))
         }
         (&Method::POST, ["cert", serial, "revoke"]) => {
@@ -401,7 +397,7 @@ async fn ca_route(
                 .map_err(|e| NcpError::bad("INVALID_INPUT", format!("Invalid csr. ({e})")))?;
             let v = blocking(api, move |c| {
                 let (ca, cert) = c.ncp_sign_sub_csr(&actor, &tag, csr, period)?;
-                let chain = chain_of(c, &c.ncp_cert(&ca)?)?;
+                let chain = c.ncp_chain(&ca)?;
                 Ok(json!({
                     "certificate": cert::to_pem(&cert.der),
                     "caChain": chain.iter().map(|d| cert::to_pem(d)).collect::<Vec<_>>(),
@@ -439,14 +435,6 @@ async fn ca_route(
     }
 }
 
-/// `first` and every certificate above it (DER), outside issuers of an activated sub CA
-/// included: NCP's `caChain`.
-fn chain_of(c: &Ca, first: &crate::store::CertRecord) -> Result<Vec<Vec<u8>>, CaError> {
-    let mut v = vec![first.der.clone()];
-    v.extend(c.ncp_chain_above(first)?);
-    Ok(v)
-}
-
 /// The `json_bodies` fuzz target's way in: every NCP body check on arbitrary bytes.
 #[doc(hidden)]
 pub fn fuzz_bodies(bytes: &[u8]) {
@@ -481,19 +469,12 @@ fn pem_certs(text: &str) -> Option<Vec<Vec<u8>>> {
 }
 
 /// `{caInfo, caCertInfo}` of a CA.
-fn ca_view(c: &Ca, ca: &NcpCaRecord) -> Result<Value, CaError> {
-    let (cert, chain, count) = match ca.cert_id {
-        Some(_) => {
-            let cert = c.ncp_cert(ca)?;
-            let chain = c.ncp_chain_above(&cert)?;
-            let count = c.ncp_end_certs(ca)?.len();
-            (Some(cert), chain, count)
-        }
-        None => (None, vec![], 0),
-    };
+fn ca_view(c: &Ca, ca: &NcpCa) -> Result<Value, CaError> {
+    let cert = c.ncp_ca_cert(ca)?;
+    let count = cert.as_ref().map_or(0, |x| x.signing_count);
     Ok(json!({
         "caInfo": views::ca_info(ca, &c.base_url, count),
-        "caCertInfo": views::ca_cert_info(cert.as_ref(), &chain),
+        "caCertInfo": views::ca_cert_info(cert.as_ref()),
     }))
 }
 
@@ -592,7 +573,7 @@ async fn issue_end_cert(
     let tag = tag.to_owned();
     let v = blocking(api, move |c| {
         let leaf = c.ncp_issue(&actor, &tag, LeafMode::Generate, key, subject, sans, period)?;
-        let chain = chain_of(c, &leaf.issued.chain[0])?;
+        let chain = c.ncp_chain(&leaf.ca)?;
         let private_key = match &leaf.issued.key {
             Some(k) => k.0.pkcs8_pem()?,
             None => String::new(),
@@ -644,7 +625,7 @@ async fn sign_end_csr(
             Default::default(),
             period,
         )?;
-        let chain = chain_of(c, &leaf.issued.chain[0])?;
+        let chain = c.ncp_chain(&leaf.ca)?;
         Ok(json!({
             "certificate": cert::to_pem(&leaf.issued.der),
             "caChain": chain.iter().map(|d| cert::to_pem(d)).collect::<Vec<_>>(),
@@ -714,10 +695,8 @@ async fn ext(
     }
     let tag = tag.to_owned();
     let der = blocking(api, move |c| {
-        let ca =
-            c.db.ncp_ca(&tag)?
-                .ok_or_else(|| CaError::NotFound(UNKNOWN_CA.into()))?;
-        Ok(c.ncp_cert(&ca)?.der)
+        c.ncp_ca_der(&tag)?
+            .ok_or_else(|| CaError::NotFound(UNKNOWN_CA.into()))
     })
     .await?;
     Ok(der_response(der, "application/pkix-cert"))
@@ -759,7 +738,7 @@ pub(in crate::api) async fn ext_public(
                 .crl(appkey.to_owned(), store_id, target.issuer_id)
                 .await
             {
-                Ok((_, der)) => Ok(der_response(der, "application/pkix-crl")),
+                Ok(crl) => Ok(der_response(crl.der, "application/pkix-crl")),
                 Err(e) => Err(from_api(e)),
             },
         );

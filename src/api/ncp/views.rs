@@ -3,8 +3,8 @@
 use serde_json::{json, Value};
 
 use super::body::serial_text;
+use crate::ca::{Certificate, NcpCa, NcpCaCert};
 use crate::pki::cert;
-use crate::store::{CertRecord, NcpCaRecord};
 
 /// The value of one attribute (`C`, `ST`, `L`, `O`, `OU`) of an RFC 4514 string.
 fn rdn(dn: &str, key: &str) -> String {
@@ -34,7 +34,7 @@ fn rdn(dn: &str, key: &str) -> String {
         .unwrap_or_default()
 }
 
-pub fn key_algorithm_name(c: &CertRecord) -> &'static str {
+pub fn key_algorithm_name(c: &Certificate) -> &'static str {
     match c.key_algorithm.family() {
         crate::pki::KeyFamily::Rsa => "RSA",
         crate::pki::KeyFamily::Ec => "EC",
@@ -43,7 +43,7 @@ pub fn key_algorithm_name(c: &CertRecord) -> &'static str {
 }
 
 /// `caInfo`.
-pub fn ca_info(ca: &NcpCaRecord, base_url: &str, signing_count: usize) -> Value {
+pub fn ca_info(ca: &NcpCa, base_url: &str, signing_count: usize) -> Value {
     json!({
         "caId": ca.ca_id,
         "caTag": ca.ca_tag,
@@ -66,8 +66,8 @@ pub fn ca_info(ca: &NcpCaRecord, base_url: &str, signing_count: usize) -> Value 
 }
 
 /// `caCertInfo` (null while PENDING).
-pub fn ca_cert_info(cert: Option<&CertRecord>, chain: &[Vec<u8>]) -> Value {
-    let Some(c) = cert else {
+pub fn ca_cert_info(cert: Option<&NcpCaCert>) -> Value {
+    let Some(NcpCaCert { cert: c, chain, .. }) = cert else {
         return Value::Null;
     };
     let chain_pem: String = std::iter::once(&c.der)
@@ -94,7 +94,7 @@ pub fn ca_cert_info(cert: Option<&CertRecord>, chain: &[Vec<u8>]) -> Value {
 }
 
 /// Get End Cert's `data`.
-pub fn end_cert(c: &CertRecord, chain: &[Vec<u8>], ocsp: Option<&str>) -> Value {
+pub fn end_cert(c: &Certificate, chain: &[Vec<u8>], ocsp: Option<&str>) -> Value {
     json!({
         "commonName": c.common_name.clone().unwrap_or_default(),
         "notAfterDate": c.not_after * 1000,
