@@ -174,7 +174,12 @@ impl Api {
         )
         .await;
         match (result, store_id) {
-            (Err(e), Some(id)) if e.status == StatusCode::INTERNAL_SERVER_ERROR => {
+            // SoftHSM answers a signature whose key is destroyed meanwhile with
+            // CKR_GENERAL_ERROR, which reads as the HSM being away (503).
+            (Err(e), Some(id))
+                if e.status == StatusCode::INTERNAL_SERVER_ERROR
+                    || e.status == StatusCode::SERVICE_UNAVAILABLE =>
+            {
                 Err(self.unless_store_gone(e, appkey, id).await)
             }
             (result, _) => result,
