@@ -274,7 +274,7 @@ impl Admitted {
             .timer(TokioTimer::new())
             .max_header_list_size(H2_MAX_HEADER_LIST);
         let conn = builder.serve_connection(TokioIo::new(io), svc);
-        let conn = watcher.watch(conn.into_owned());
+        let conn = PollAgainOnSelfWake::new(watcher.watch(conn.into_owned()));
         tokio::select! {
             _ = conn => {}
             _ = self.quiet() => {}
@@ -315,6 +315,88 @@ impl Admitted {
 
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A connection future whose wakes of its own task while it is being polled are answered by
+/// polling it again at once instead of by a trip to the back of the runtime's queue.
+///
+/// hyper's HTTP/1 request-body channel wakes the connection's task when the handler takes the
+/// body (it tells the sender there is room again), and that happens while the task is being
+/// polled. tokio then queues the task once more behind every other ready connection: one
+/// spurious poll per POST, and measurably longer tails for every request (OCSP POST p99
+/// 0.86 ms against 0.57 ms for GET on one core; a GET given one self-wake had POST's tail).
+/// A future that keeps waking itself (hyper yields on purpose after a burst of pipelined
+/// requests) is polled at most `1 + POLL_AGAIN` times in a row, then yields for real.
+struct PollAgainOnSelfWake<F> {
+    inner: Pin<Box<F>>,
+    relay: Arc<Relay>,
+    waker: std::task::Waker,
+}
+
+/// How many extra polls a self-wake may buy within one poll of the task.
+const POLL_AGAIN: usize = 2;
+
+/// The waker `PollAgainOnSelfWake` gives its future: notes a wake during the poll, passes any
+/// other to the task.
+struct Relay {
+    state: std::sync::atomic::AtomicU8,
+    task: futures_util::task::AtomicWaker,
+}
+
+const RELAY_IDLE: u8 = 0;
+const RELAY_POLLING: u8 = 1;
+const RELAY_WOKEN: u8 = 2;
+
+impl std::task::Wake for Relay {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let noted = self.state.compare_exchange(
+            RELAY_POLLING,
+            RELAY_WOKEN,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        if noted == Err(RELAY_IDLE) {
+            self.task.wake();
+        }
+    }
+}
+
+impl<F: Future> PollAgainOnSelfWake<F> {
+    fn new(inner: F) -> Self {
+        let relay = Arc::new(Relay {
+            state: std::sync::atomic::AtomicU8::new(RELAY_IDLE),
+            task: futures_util::task::AtomicWaker::new(),
+        });
+        PollAgainOnSelfWake {
+            inner: Box::pin(inner),
+            waker: std::task::Waker::from(Arc::clone(&relay)),
+            relay,
+        }
+    }
+}
+
+impl<F: Future> Future for PollAgainOnSelfWake<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        this.relay.task.register(cx.waker());
+        let mut inner_cx = Context::from_waker(&this.waker);
+        for _ in 0..=POLL_AGAIN {
+            this.relay.state.store(RELAY_POLLING, Ordering::Release);
+            let polled = this.inner.as_mut().poll(&mut inner_cx);
+            let woken = this.relay.state.swap(RELAY_IDLE, Ordering::AcqRel) == RELAY_WOKEN;
+            if polled.is_ready() || !woken {
+                return polled;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
 }
 
 /// A request in flight on a connection (it is not idle while one is).
@@ -547,6 +629,79 @@ mod tests {
         assert_eq!(t.open(), 2, "a's place was already given away");
         drop(c);
         assert_eq!(t.open(), 1);
+    }
+
+    /// A waker that counts its wakes.
+    struct Count(AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A future that, on each of its first `self_wakes` polls, wakes itself and is pending;
+    /// then it keeps its waker and is pending until `ready` is set.
+    struct Stepper {
+        polls: Arc<AtomicUsize>,
+        self_wakes: usize,
+        ready: Arc<AtomicBool>,
+        kept: Arc<Mutex<Option<std::task::Waker>>>,
+    }
+
+    impl Future for Stepper {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            let n = self.polls.fetch_add(1, Ordering::SeqCst);
+            if self.ready.load(Ordering::SeqCst) {
+                return Poll::Ready(());
+            }
+            if n < self.self_wakes {
+                cx.waker().wake_by_ref();
+            } else {
+                *self.kept.lock().unwrap() = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        }
+    }
+
+    fn stepper(self_wakes: usize) -> (Stepper, Arc<AtomicUsize>, Arc<AtomicBool>) {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let ready = Arc::new(AtomicBool::new(false));
+        let s = Stepper {
+            polls: Arc::clone(&polls),
+            self_wakes,
+            ready: Arc::clone(&ready),
+            kept: Arc::default(),
+        };
+        (s, polls, ready)
+    }
+
+    #[test]
+    fn a_self_wake_during_the_poll_is_a_poll_again_not_a_requeue() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(Arc::clone(&count));
+        let mut cx = Context::from_waker(&waker);
+
+        // One self-wake: polled again at once, and the task is not woken.
+        let (s, polls, _) = stepper(1);
+        let kept = Arc::clone(&s.kept);
+        let mut f = std::pin::pin!(PollAgainOnSelfWake::new(s));
+        assert!(f.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(polls.load(Ordering::SeqCst), 2);
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        // A wake after the poll (the future kept the relay's waker) reaches the task.
+        kept.lock().unwrap().take().unwrap().wake();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+
+        // A future that keeps waking itself gets 1 + POLL_AGAIN polls, then a real wake.
+        let (s, polls, ready) = stepper(usize::MAX);
+        let mut f = std::pin::pin!(PollAgainOnSelfWake::new(s));
+        assert!(f.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(polls.load(Ordering::SeqCst), 1 + POLL_AGAIN);
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        ready.store(true, Ordering::SeqCst);
+        assert!(f.as_mut().poll(&mut cx).is_ready());
     }
 
     #[test]
