@@ -15,6 +15,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -435,13 +436,25 @@ def public_der(key_or_cert):
 def token_objects(pcad, kind="privkey"):
     """pkcs11-tool --list-objects on the daemon's token, parsed into dicts
     {"type": "EC", "label": ..., "ID": ..., "Access": [...], ...}. The PIN goes through the
-    environment (`--pin env:NAME`), never the command line."""
+    environment (`--pin env:NAME`), never the command line. pcad's objects all carry a CKA_ID:
+    a listing that shows one without (SoftHSM answering for an object file that changed under
+    it while pkcs11-tool read it, seen once on a loaded machine) is taken again."""
     env = dict(os.environ, SOFTHSM2_CONF=str(pcad.softhsm_conf), PCAD_TEST_PIN=pcad.pin())
-    out = run(
-        ["pkcs11-tool", "--module", SOFTHSM_MODULE, "--token-label", "pcad",
-         "--login", "--pin", "env:PCAD_TEST_PIN", "--list-objects", "--type", kind],
-        env=env,
-    ).stdout
+    for attempt in range(5):
+        out = run(
+            ["pkcs11-tool", "--module", SOFTHSM_MODULE, "--token-label", "pcad",
+             "--login", "--pin", "env:PCAD_TEST_PIN", "--list-objects", "--type", kind],
+            env=env,
+        ).stdout
+        objects = parse_token_objects(out)
+        if all("ID" in o for o in objects):
+            return objects
+        time.sleep(0.2)
+    raise AssertionError(f"pkcs11-tool listed {kind} objects without an ID five times:\n{out}")
+
+
+def parse_token_objects(out):
+    """The objects of a `pkcs11-tool --list-objects` listing."""
     objects = []
     for line in out.splitlines():
         if not line.strip():
